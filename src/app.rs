@@ -1,0 +1,201 @@
+//! Wires the gateway together and owns the shutdown order.
+//!
+//! Start-up: metrics recorder → admin listener → DynamoDB client and table
+//! bootstrap → per table: queue, batcher, writer → router → HTTP listener
+//! → the readiness line on stdout.
+//!
+//! Shutdown (SIGTERM/SIGINT), an ordered cascade bounded by
+//! `shutdown_grace`: stop accepting and let open requests finish → the
+//! router's last handle drops, closing the queues → batchers flush at end of
+//! stream → writers drain. At the deadline `abort` fires and whatever is
+//! still unwritten goes to the dead-letter file. Nothing acknowledged is lost.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ValidatedConfig;
+use crate::pipeline::batcher::{self, BatcherConfig};
+use crate::pipeline::clock::SortClock;
+use crate::pipeline::queue;
+use crate::pipeline::router::Router;
+use crate::sink::dead_letter::DeadLetter;
+use crate::sink::dynamodb::bootstrap::{self, BootstrapError};
+use crate::sink::dynamodb::request::SdkWriter;
+use crate::sink::dynamodb::retry::Backoff;
+use crate::sink::dynamodb::writer::{self, WriterConfig};
+use crate::sink::dynamodb::client;
+use crate::sources::http::{self as http_source, HttpState};
+use crate::telemetry::admin::{self, Health};
+use crate::telemetry::metrics::TableMetrics;
+
+/// Why the gateway stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// Process exit code: 64 (EX_USAGE) when the configuration is at fault.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Bootstrap(BootstrapError::SchemaMismatch { .. } | BootstrapError::Missing(_)) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT (or `stop`, when given) and a complete shutdown.
+pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Result<(), AppError> {
+    let prometheus = crate::telemetry::install_recorder()?;
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let shutdown = stop.unwrap_or_default();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    let health = Arc::new(Health::default());
+    let admin_listener = bind(config.file.admin.listen).await?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| AppError::Bind { addr: config.file.admin.listen, source })?;
+    let admin_stop = CancellationToken::new();
+    tokio::spawn(admin::serve(admin_listener, prometheus, health.clone(), admin_stop.clone()));
+
+    let client = client::build(&config).await;
+    let d = &config.file.dynamodb;
+    tokio::select! {
+        r = bootstrap::ensure_tables(&client, &config.tables, d.create_tables, d.startup_timeout) => r?,
+        _ = shutdown.cancelled() => {
+            tracing::info!("shutdown requested during start-up");
+            return Ok(());
+        }
+    }
+    health.tables_ready.store(true, Ordering::Relaxed);
+
+    // Pipeline, one lane per table.
+    let abort = CancellationToken::new();
+    let dead_letter = DeadLetter::new(config.file.dead_letter.path.clone());
+    let sdk_writer = Arc::new(SdkWriter::new(client));
+    let p = &config.file.pipeline;
+    let mut queues = HashMap::new();
+    let mut clocks = HashMap::new();
+    let mut lanes = JoinSet::new();
+    for table in &config.tables {
+        let streams: Vec<_> = config.streams.iter().filter(|s| s.table.name == table.name).map(|s| s.name.clone()).collect();
+        let metrics = TableMetrics::register(&table.name, &streams);
+        let (tx, rx) = queue::bounded(
+            p.queue_max_items.get(),
+            p.queue_max_bytes.as_u64() as usize,
+            metrics.queue_depth.clone(),
+            metrics.queue_bytes.clone(),
+        );
+        let (batch_tx, batch_rx) = mpsc::channel(d.max_in_flight.get());
+        let batcher_config = BatcherConfig { linger: p.linger, max_bytes: p.batch_max_bytes.as_u64() as usize };
+        lanes.spawn(batcher::run(rx, batch_tx, batcher_config, abort.clone(), dead_letter.clone(), metrics.clone()));
+        let reachable = Arc::new(AtomicBool::new(true));
+        if let Ok(mut r) = health.reachable.lock() {
+            r.push((table.name.clone(), reachable.clone()));
+        }
+        let writer_config = WriterConfig {
+            max_in_flight: d.max_in_flight.get(),
+            backoff: Backoff { base: d.retry.base_delay, max: d.retry.max_delay },
+            max_fatal_attempts: d.retry.max_fatal_attempts,
+        };
+        lanes.spawn(writer::run(
+            table.clone(),
+            batch_rx,
+            sdk_writer.clone(),
+            writer_config,
+            abort.clone(),
+            dead_letter.clone(),
+            metrics,
+            reachable,
+        ));
+        queues.insert(table.name.clone(), Arc::new(tx));
+        clocks.insert(table.name.clone(), Arc::new(SortClock::new()));
+    }
+    let router = Arc::new(Router::new(&config.streams, &queues, &clocks));
+    drop(queues);
+    let http_state = Arc::new(HttpState::new(&config, router));
+
+    let http_listener = bind(config.file.http.listen).await?;
+    let http_addr = http_listener.local_addr().map_err(|source| AppError::Bind { addr: config.file.http.listen, source })?;
+    let http = tokio::spawn(http_source::serve(http_listener, http_state, shutdown.clone()));
+    tracing::info!(%http_addr, %admin_addr, dead_letter = %dead_letter.path().display(), "dynamo-ingest ready");
+    announce_ready(http_addr, admin_addr);
+
+    shutdown.cancelled().await;
+    health.shutting_down.store(true, Ordering::Relaxed);
+    let grace = config.file.shutdown_grace;
+    tracing::info!(?grace, "shutting down: no new connections, flushing queued events");
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, http).await.is_err() {
+        tracing::warn!("HTTP connections still open at the shutdown deadline");
+    }
+    let drained = tokio::time::timeout_at(deadline, async {
+        while lanes.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown deadline reached: dead-lettering what is still unwritten");
+        abort.cancel();
+        while lanes.join_next().await.is_some() {}
+    }
+    admin_stop.cancel();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
+}
+
+/// One line on stdout that scripts and tests wait for.
+fn announce_ready(http: SocketAddr, admin: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "dynamo-ingest ready http={http} admin={admin}");
+    let _ = out.flush();
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = ctrl_c => tracing::info!("SIGINT received"),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,308 @@
+//! The configuration file as written: serde structs mirroring the TOML.
+//!
+//! Parsing happens here (`deny_unknown_fields`, units in the types); the
+//! cross-field checks live in [`super::validate`], which turns a
+//! [`FileConfig`] into the one [`super::ValidatedConfig`] the rest of the
+//! gateway sees.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Root of the TOML file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(with = "humantime_serde", default = "defaults::shutdown_grace")]
+    pub shutdown_grace: Duration,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    #[serde(default)]
+    pub dynamodb: DynamoDbSection,
+    #[serde(default)]
+    pub dead_letter: DeadLetterSection,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(default = "defaults::http_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: ByteSize,
+    #[serde(with = "humantime_serde", default = "defaults::ack_timeout")]
+    pub ack_timeout: Duration,
+    #[serde(default = "defaults::yes")]
+    pub seed_routes: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    #[serde(default = "defaults::queue_max_items")]
+    pub queue_max_items: NonZeroUsize,
+    #[serde(default = "defaults::queue_max_bytes")]
+    pub queue_max_bytes: ByteSize,
+    #[serde(with = "humantime_serde", default = "defaults::retry_after")]
+    pub retry_after: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::linger")]
+    pub linger: Duration,
+    #[serde(default = "defaults::batch_max_bytes")]
+    pub batch_max_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoDbSection {
+    #[serde(default = "defaults::region")]
+    pub region: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub create_tables: bool,
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: NonZeroUsize,
+    #[serde(with = "humantime_serde", default = "defaults::request_timeout")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::startup_timeout")]
+    pub startup_timeout: Duration,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    #[serde(with = "humantime_serde", default = "defaults::base_delay")]
+    pub base_delay: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::max_delay")]
+    pub max_delay: Duration,
+    #[serde(default = "defaults::max_fatal_attempts")]
+    pub max_fatal_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSection {
+    #[serde(default = "defaults::dead_letter_path")]
+    pub path: PathBuf,
+}
+
+/// One `[streams.NAME]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    pub table: String,
+    pub partition_key: KeySection,
+    #[serde(default)]
+    pub sort_key: Option<SortKeySection>,
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    #[serde(default = "defaults::ttl_attribute")]
+    pub ttl_attribute: String,
+    #[serde(default)]
+    pub ack: AckLevel,
+    /// Extra HTTP route for this stream, e.g. `/devices/{device_id}/readings`.
+    #[serde(default)]
+    pub http_path: Option<String>,
+    #[serde(default)]
+    pub attribute_types: BTreeMap<String, ScalarType>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: KeyType,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortKeySection {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: KeyType,
+    pub source: SortKeySource,
+}
+
+/// DynamoDB key attribute types the gateway can fill from JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum KeyType {
+    S,
+    N,
+}
+
+/// Types an attribute arriving as text (query string, path, topic) is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ScalarType {
+    S,
+    N,
+    #[serde(rename = "BOOL")]
+    Bool,
+}
+
+/// Where a sort key value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKeySource {
+    /// Epoch milliseconds assigned by the gateway, unique per partition key.
+    ServerTime,
+    /// The event's own field: a retry of the same event overwrites the same item.
+    Field,
+    /// The event's field when present, server time otherwise.
+    Auto,
+}
+
+/// When the gateway answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckLevel {
+    /// In the bounded in-memory queue.
+    #[default]
+    Queued,
+    /// DynamoDB confirmed every item of the request.
+    Written,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: defaults::http_listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            ack_timeout: defaults::ack_timeout(),
+            seed_routes: true,
+        }
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self { listen: defaults::admin_listen() }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            queue_max_items: defaults::queue_max_items(),
+            queue_max_bytes: defaults::queue_max_bytes(),
+            retry_after: defaults::retry_after(),
+            linger: defaults::linger(),
+            batch_max_bytes: defaults::batch_max_bytes(),
+        }
+    }
+}
+
+impl Default for DynamoDbSection {
+    fn default() -> Self {
+        Self {
+            region: defaults::region(),
+            endpoint: None,
+            create_tables: true,
+            max_in_flight: defaults::max_in_flight(),
+            request_timeout: defaults::request_timeout(),
+            startup_timeout: defaults::startup_timeout(),
+            retry: RetrySection::default(),
+        }
+    }
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            base_delay: defaults::base_delay(),
+            max_delay: defaults::max_delay(),
+            max_fatal_attempts: defaults::max_fatal_attempts(),
+        }
+    }
+}
+
+impl Default for DeadLetterSection {
+    fn default() -> Self {
+        Self { path: defaults::dead_letter_path() }
+    }
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn http_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9464))
+    }
+    pub fn max_body_bytes() -> ByteSize {
+        ByteSize::mib(16)
+    }
+    pub fn ack_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn queue_max_items() -> NonZeroUsize {
+        NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn queue_max_bytes() -> ByteSize {
+        ByteSize::mib(256)
+    }
+    pub fn retry_after() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn linger() -> Duration {
+        Duration::from_millis(20)
+    }
+    pub fn batch_max_bytes() -> ByteSize {
+        ByteSize::mib(16)
+    }
+    pub fn region() -> String {
+        "us-east-1".to_owned()
+    }
+    pub fn max_in_flight() -> NonZeroUsize {
+        NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn startup_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn base_delay() -> Duration {
+        Duration::from_millis(25)
+    }
+    pub fn max_delay() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn max_fatal_attempts() -> u32 {
+        5
+    }
+    pub fn dead_letter_path() -> PathBuf {
+        PathBuf::from("dead-letter.ndjson")
+    }
+    pub fn ttl_attribute() -> String {
+        "expires_at".to_owned()
+    }
+}

@@ -1,0 +1,201 @@
+//! Configuration: the TOML file ([`file`]), its validation ([`validate`]) and
+//! the one [`ValidatedConfig`] every component is built from.
+//!
+//! Sits before everything else in the data flow: the gateway refuses to bind
+//! a port with a config that does not validate (exit code 64).
+
+pub mod file;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use file::{AckLevel, FileConfig, KeyType, ScalarType, SortKeySource};
+
+use crate::event::template::PathTemplate;
+
+/// The configuration shipped in `config/default.toml`, embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// A configuration that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// A config that parsed and passed every cross-field check.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    /// The file as parsed, with command-line overrides applied.
+    pub file: FileConfig,
+    pub streams: Vec<StreamSpec>,
+    /// One entry per distinct table, key schema shared by its streams.
+    pub tables: Vec<Arc<TableSpec>>,
+}
+
+/// A key attribute of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub name: String,
+    pub kind: KeyType,
+}
+
+/// A stream's sort key and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKeySpec {
+    pub name: String,
+    pub kind: KeyType,
+    pub source: SortKeySource,
+}
+
+/// What the gateway knows about a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub name: String,
+    pub partition_key: KeySpec,
+    pub sort_key: Option<KeySpec>,
+    /// Set when any stream of this table writes a TTL attribute.
+    pub ttl_attribute: Option<String>,
+}
+
+/// A validated `[streams.NAME]`.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub name: Arc<str>,
+    pub table: Arc<TableSpec>,
+    pub partition_key: KeySpec,
+    pub sort_key: Option<SortKeySpec>,
+    pub ttl: Option<Duration>,
+    pub ttl_attribute: String,
+    pub ack: AckLevel,
+    pub http_path: Option<PathTemplate>,
+    pub attribute_types: BTreeMap<String, ScalarType>,
+}
+
+/// Command-line values that replace the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub dynamodb_endpoint: Option<String>,
+    pub region: Option<String>,
+    pub http_listen: Option<std::net::SocketAddr>,
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+impl ValidatedConfig {
+    /// Loads `path` (or the embedded default), applies `overrides`, validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let (origin, text) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                (p.display().to_string(), text)
+            }
+            None => ("(embedded config/default.toml)".to_owned(), DEFAULT_TOML.to_owned()),
+        };
+        Self::from_toml(&origin, &text, overrides)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(origin: &str, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut file: FileConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+        if let Some(e) = &overrides.dynamodb_endpoint {
+            file.dynamodb.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &overrides.region {
+            file.dynamodb.region = r.clone();
+        }
+        if let Some(a) = overrides.http_listen {
+            file.http.listen = a;
+        }
+        if let Some(a) = overrides.admin_listen {
+            file.admin.listen = a;
+        }
+        validate::validate(file)
+    }
+
+    /// The effective configuration as TOML (what `check-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.file).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ValidatedConfig, ConfigError> {
+        ValidatedConfig::from_toml("test", text, &Overrides::default())
+    }
+
+    #[test]
+    fn embedded_default_validates_with_the_three_seed_streams() {
+        let c = load(DEFAULT_TOML).expect("default config");
+        let names: Vec<_> = c.streams.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["activity", "cart", "sensor"]);
+        let tables: Vec<_> = c.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tables, ["IoTSensorData", "ShoppingCart", "UserActivity"]);
+        assert_eq!(c.file.pipeline.linger, Duration::from_millis(20));
+        assert_eq!(c.file.http.max_body_bytes.as_u64(), 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_unit_is_named() {
+        let e = load("[pipeline]\nlinger = \"20 parsecs\"\n[streams.a]\ntable=\"Tab\"\npartition_key={name=\"k\",type=\"S\"}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linger"), "{e}");
+    }
+
+    #[test]
+    fn server_time_sort_key_must_be_numeric() {
+        let e = load("[streams.a]\ntable=\"Tab\"\npartition_key={name=\"k\",type=\"S\"}\nsort_key={name=\"t\",type=\"S\",source=\"server_time\"}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("streams.a.sort_key.type"), "{e}");
+    }
+
+    #[test]
+    fn two_streams_of_one_table_must_agree_on_keys() {
+        let e = load(
+            "[streams.a]\ntable=\"Tab\"\npartition_key={name=\"k\",type=\"S\"}\n[streams.b]\ntable=\"Tab\"\npartition_key={name=\"k\",type=\"N\"}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("streams.b.partition_key"), "{e}");
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let o = Overrides {
+            dynamodb_endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("eu-west-1".into()),
+            http_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            admin_listen: None,
+        };
+        let c = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o).expect("valid");
+        assert_eq!(c.file.dynamodb.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.file.dynamodb.region, "eu-west-1");
+        assert_eq!(c.file.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn bad_endpoint_is_named() {
+        let o = Overrides { dynamodb_endpoint: Some("localhost:8000".into()), ..Default::default() };
+        let e = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o).unwrap_err().to_string();
+        assert!(e.contains("dynamodb.endpoint"), "{e}");
+    }
+}

@@ -1,0 +1,49 @@
+//! Events and items: what a source hands to the pipeline.
+//!
+//! A source decodes its input into JSON objects plus context fields (query
+//! parameters, path or topic segments); [`map`] turns each into an [`Item`]
+//! for one stream's table (keys checked, exact types, size by DynamoDB's
+//! rules). Items then flow through the router, the queue and the batcher to
+//! the writer; the optional [`crate::pipeline::ack::Ack`] travels with
+//! each item so `ack=written` requests learn when DynamoDB confirmed it.
+
+pub mod attr;
+pub mod map;
+pub mod number;
+pub mod size;
+pub mod template;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::pipeline::ack::Ack;
+
+/// The normalized primary key of an item (`partition \0 sort`), so that two
+/// writes of one key are recognised even when numbers are spelled differently.
+pub type KeyId = Box<str>;
+
+/// One DynamoDB item on its way to a table.
+#[derive(Debug)]
+pub struct Item {
+    pub attrs: HashMap<String, AttributeValue>,
+    pub key: KeyId,
+    /// Size by DynamoDB's rules, in bytes (at most 400 KB).
+    pub size: u32,
+    /// The stream it came from (a metric label).
+    pub stream: Arc<str>,
+    /// When the gateway received it (end-to-end latency).
+    pub received: Instant,
+    /// Senders waiting for DynamoDB (`ack=written`); more than one when the
+    /// batcher collapsed several writes of this key into this one.
+    pub acks: Vec<Arc<Ack>>,
+}
+
+impl Item {
+    /// Write capacity units this item costs.
+    pub fn wcu(&self) -> u32 {
+        size::wcu(self.size as usize)
+    }
+}

@@ -1,0 +1,129 @@
+//! DynamoDB numbers: validation against DynamoDB's limits and a normalized
+//! form so that `1`, `1.0` and `10e-1` compare equal as key values.
+//!
+//! Numbers travel as their exact decimal text (never through f64); this
+//! module only reads that text.
+
+/// A number DynamoDB accepts, reduced to sign, significant digits and exponent
+/// such that value = sign × 0.DIGITS × 10^exponent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    pub negative: bool,
+    /// Significant digits without leading or trailing zeros; empty for zero.
+    pub digits: String,
+    pub exponent: i64,
+}
+
+/// Why a number is not acceptable to DynamoDB.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("`{0}` is not a decimal number")]
+    Syntax(String),
+    #[error("`{0}` has more than 38 significant digits")]
+    Precision(String),
+    #[error("`{0}` is outside DynamoDB's range (1E-130 to 9.99E+125 in magnitude)")]
+    Range(String),
+}
+
+impl Normalized {
+    /// Canonical text used in key identities.
+    pub fn canonical(&self) -> String {
+        if self.digits.is_empty() {
+            return "0".to_owned();
+        }
+        format!("{}0.{}e{}", if self.negative { "-" } else { "" }, self.digits, self.exponent)
+    }
+
+    /// Bytes DynamoDB counts for this number: 1 + one per two significant digits.
+    pub fn size(&self) -> usize {
+        1 + self.digits.len().div_ceil(2)
+    }
+}
+
+/// Parses decimal text (`-12.50`, `1e3`, `0.001E-2`) and checks DynamoDB's limits:
+/// at most 38 significant digits, magnitude 1E-130 ..< 1E126 (or zero).
+pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
+    let syntax = || NumberError::Syntax(text.to_owned());
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exp_text) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(syntax());
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax());
+    }
+    let mut exponent: i64 = match exp_text {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(syntax());
+            }
+            e.parse::<i64>().map_err(|_| syntax())?
+        }
+    };
+    // value = 0.(int_part frac_part) × 10^(exponent + len(int_part))
+    let all: String = int_part.chars().chain(frac_part.chars()).collect();
+    exponent += int_part.len() as i64;
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0').to_owned();
+    exponent -= leading as i64;
+    if digits.is_empty() {
+        return Ok(Normalized { negative: false, digits, exponent: 0 });
+    }
+    if digits.len() > 38 {
+        return Err(NumberError::Precision(text.to_owned()));
+    }
+    // 0.D × 10^E >= 1E-130  <=>  E >= -129 ;  < 1E126  <=>  E <= 126
+    if !(-129..=126).contains(&exponent) {
+        return Err(NumberError::Range(text.to_owned()));
+    }
+    Ok(Normalized { negative, digits, exponent })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_have_one_canonical_form() {
+        let forms = ["1", "1.0", "10e-1", "0.1E1", "+1", "001.000"];
+        let c: Vec<_> = forms.iter().map(|f| normalize(f).expect(f).canonical()).collect();
+        assert!(c.iter().all(|x| x == &c[0]), "{c:?}");
+        assert_ne!(normalize("-1").expect("n").canonical(), c[0]);
+        assert_eq!(normalize("-0.000").expect("zero").canonical(), "0");
+    }
+
+    #[test]
+    fn limits_follow_dynamodb() {
+        assert!(normalize(&"9".repeat(38)).is_ok());
+        assert!(matches!(normalize(&"9".repeat(39)), Err(NumberError::Precision(_))));
+        assert!(normalize("1e-130").is_ok());
+        assert!(matches!(normalize("1e-131"), Err(NumberError::Range(_))));
+        assert!(normalize("9.9999999999999999999999999999999999999E+125").is_ok());
+        assert!(matches!(normalize("1e126"), Err(NumberError::Range(_))));
+        for bad in ["", "-", ".", "1e", "1.2.3", "abc", "1e+-3", "0x10"] {
+            assert!(matches!(normalize(bad), Err(NumberError::Syntax(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn size_counts_significant_digits() {
+        assert_eq!(normalize("0").expect("n").size(), 1);
+        assert_eq!(normalize("7").expect("n").size(), 2);
+        assert_eq!(normalize("1200").expect("n").size(), 2); // "12"
+        assert_eq!(normalize("123").expect("n").size(), 3);
+        assert_eq!(normalize("1695678123000").expect("n").size(), 1 + 5); // "1695678123"
+    }
+}

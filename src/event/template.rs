@@ -1,0 +1,91 @@
+//! Path and topic templates such as `/devices/{device_id}/readings` or
+//! `sensors/{device_id}/telemetry`: literal segments and `{name}` captures,
+//! separated by `/`. Captured segments become context fields of the event
+//! (they can fill key attributes).
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    pattern: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture(String),
+}
+
+impl PathTemplate {
+    /// Parses a template; every `{name}` must be a whole segment with a non-empty name.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        if pattern.is_empty() {
+            return Err("template must not be empty".to_owned());
+        }
+        let mut names = Vec::new();
+        let segments = pattern
+            .split('/')
+            .map(|seg| {
+                if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    if name.is_empty() || name.contains(['{', '}']) {
+                        return Err(format!("bad capture `{seg}` in `{pattern}`"));
+                    }
+                    if names.contains(&name) {
+                        return Err(format!("capture `{name}` appears twice in `{pattern}`"));
+                    }
+                    names.push(name);
+                    Ok(Segment::Capture(name.to_owned()))
+                } else if seg.contains(['{', '}']) {
+                    Err(format!("`{{name}}` must fill a whole segment in `{pattern}`"))
+                } else {
+                    Ok(Segment::Literal(seg.to_owned()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { pattern: pattern.to_owned(), segments })
+    }
+
+    /// The template as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Matches `path` and returns the captures, or `None`. Captures must be non-empty.
+    pub fn matches<'a>(&self, path: &'a str) -> Option<Vec<(&str, &'a str)>> {
+        let mut parts = path.split('/');
+        let mut captures = Vec::new();
+        for seg in &self.segments {
+            let part = parts.next()?;
+            match seg {
+                Segment::Literal(l) if l == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Capture(_) if part.is_empty() => return None,
+                Segment::Capture(name) => captures.push((name.as_str(), part)),
+            }
+        }
+        parts.next().is_none().then_some(captures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_whole_segments() {
+        let t = PathTemplate::parse("sensors/{device_id}/telemetry").expect("valid");
+        assert_eq!(t.matches("sensors/D001/telemetry"), Some(vec![("device_id", "D001")]));
+        assert_eq!(t.matches("sensors//telemetry"), None);
+        assert_eq!(t.matches("sensors/D001/telemetry/x"), None);
+        assert_eq!(t.matches("sensors/D001"), None);
+        assert_eq!(t.matches("other/D001/telemetry"), None);
+    }
+
+    #[test]
+    fn rejects_malformed_templates() {
+        assert!(PathTemplate::parse("a/{x}y/b").is_err());
+        assert!(PathTemplate::parse("a/{}/b").is_err());
+        assert!(PathTemplate::parse("a/{x}/{x}").is_err());
+        assert!(PathTemplate::parse("").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! The `dynamo-ingest` binary: parse the command line, load and validate the
+//! config (exit 64 when it is bad, before any port is bound), set up logs,
+//! and run the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dynamo_ingest::config::{Overrides, ValidatedConfig};
+
+/// Exit code for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "dynamo-ingest", version, about = "HTTP and MQTT ingestion into Amazon DynamoDB, within the table's write capacity")]
+struct Cli {
+    /// Config file (TOML). Default: the shipped config/default.toml, embedded in the binary.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// DynamoDB endpoint URL (e.g. http://127.0.0.1:8000); default: real AWS.
+    #[arg(long, global = true)]
+    dynamodb_endpoint: Option<String>,
+    /// AWS region.
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// HTTP listener address.
+    #[arg(long, global = true)]
+    http_listen: Option<SocketAddr>,
+    /// Admin listener address (/metrics, /healthz, /readyz).
+    #[arg(long, global = true)]
+    admin_listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and print the effective config.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        dynamodb_endpoint: cli.dynamodb_endpoint.clone(),
+        region: cli.region.clone(),
+        http_listen: cli.http_listen,
+        admin_listen: cli.admin_listen,
+    };
+    let config = match ValidatedConfig::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dynamo-ingest: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    dynamo_ingest::telemetry::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dynamo-ingest: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dynamo_ingest::app::run(config, None)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "dynamo-ingest stopped");
+            eprintln!("dynamo-ingest: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The pipeline between sources and sink:
+//! router (event → item, unique sort key, TTL) → bounded per-table queue
+//! (ack `queued`) → batcher (≤ 25 items, unique keys) → writer.
+//! [`ack`] carries `ack=written` completions back to the sources.
+
+pub mod ack;
+pub mod batcher;
+pub mod clock;
+pub mod queue;
+pub mod router;

@@ -1,0 +1,100 @@
+//! The dead-letter file: where an acknowledged item goes when DynamoDB will
+//! not take it (a ValidationException isolated to that item, a persistent
+//! fatal error) or when it is still unwritten at the shutdown deadline.
+//!
+//! NDJSON, one line per item: `{"time", "table", "stream", "reason",
+//! "message", "item"}` with `item` in DynamoDB's typed JSON, so it can be
+//! replayed with `aws dynamodb put-item --item`. Appended and fsynced before
+//! the item counts as settled: nothing acknowledged vanishes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::event::attr::item_to_typed_json;
+use crate::event::Item;
+use crate::telemetry::metrics::TableMetrics;
+
+/// Why an item was dead-lettered (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// DynamoDB rejected the item itself (ValidationException).
+    Validation,
+    /// A non-retriable error persisted past `max_fatal_attempts`.
+    Fatal,
+    /// Still unwritten when the shutdown grace period ended.
+    ShutdownDeadline,
+}
+
+impl DeadLetterReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadLetterReason::Validation => "validation",
+            DeadLetterReason::Fatal => "fatal",
+            DeadLetterReason::ShutdownDeadline => "shutdown_deadline",
+        }
+    }
+}
+
+/// Appends dead letters; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    path: Arc<PathBuf>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl DeadLetter {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path: Arc::new(path), lock: Arc::new(Mutex::new(())) }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Writes `items` with their reason, then settles their acks as failed.
+    pub async fn write(&self, metrics: &TableMetrics, reason: DeadLetterReason, message: &str, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut buf = Vec::with_capacity(items.len() * 256);
+        for item in &items {
+            let line = json!({
+                "time_ms": time,
+                "table": metrics.table,
+                "stream": &*item.stream,
+                "reason": reason.label(),
+                "message": message,
+                "item": item_to_typed_json(&item.attrs),
+            });
+            // Writing JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut buf, &line);
+            buf.push(b'\n');
+        }
+        let path = self.path.clone();
+        let lock = self.lock.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let _guard = lock.lock().map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&*path)?;
+            f.write_all(&buf)?;
+            f.sync_data()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => tracing::warn!(table = %metrics.table, reason = reason.label(), items = items.len(), %message, path = %self.path.display(), "items dead-lettered"),
+            Ok(Err(e)) => tracing::error!(table = %metrics.table, items = items.len(), error = %e, path = %self.path.display(), "CANNOT WRITE DEAD-LETTER FILE: items lost"),
+            Err(e) => tracing::error!(table = %metrics.table, items = items.len(), error = %e, "dead-letter task failed: items lost"),
+        }
+        metrics.dead_lettered(reason.label(), items.len() as u64);
+        let why = format!("{}: {message}", reason.label());
+        for item in items {
+            for ack in item.acks {
+                ack.failed(&why);
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The DynamoDB sink: the end of the data flow.
+//!
+//! [`client`] builds the SDK client (its retries off), [`bootstrap`] makes
+//! the tables usable at start-up, [`request`] turns batches into
+//! BatchWriteItem calls, [`retry`] classifies errors and spaces retries,
+//! and [`writer`] drives each table's batches until every item is written
+//! or dead-lettered.
+
+pub mod bootstrap;
+pub mod client;
+pub mod request;
+pub mod retry;
+pub mod writer;

@@ -1,0 +1,83 @@
+//! BatchWriteItem requests from a batch, and the response mapped back to
+//! the batch's items (which ones DynamoDB left in UnprocessedItems, and how
+//! many WCUs it reports as consumed).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+use aws_sdk_dynamodb::types::{PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::Client;
+
+use super::retry::{classify, WriteError};
+use super::writer::{BatchWrite, WriteOutcome};
+use crate::config::{KeySpec, TableSpec};
+use crate::event::map::key_id;
+use crate::event::Item;
+
+/// PutRequests for `items`, in order.
+pub fn write_requests(items: &[Item]) -> Vec<WriteRequest> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let put = PutRequest::builder().set_item(Some(item.attrs.clone())).build().ok()?;
+            Some(WriteRequest::builder().put_request(put).build())
+        })
+        .collect()
+}
+
+/// Indexes of `items` that `output` returned as unprocessed for `table`.
+pub fn unprocessed_indexes(table: &TableSpec, items: &[Item], output: &BatchWriteItemOutput) -> Vec<usize> {
+    let Some(returned) = output.unprocessed_items().and_then(|u| u.get(&table.name)) else {
+        return Vec::new();
+    };
+    let by_key: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (&*it.key, i)).collect();
+    let sort = table.sort_key.as_ref().map(|k| KeySpec { name: k.name.clone(), kind: k.kind });
+    let mut out: Vec<usize> = returned
+        .iter()
+        .filter_map(|w| w.put_request())
+        .filter_map(|p| by_key.get(&*key_id(p.item(), &table.partition_key, sort.as_ref())).copied())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Capacity units DynamoDB reported for `table`.
+pub fn consumed_wcu(table: &str, output: &BatchWriteItemOutput) -> Option<f64> {
+    let units: Vec<f64> = output
+        .consumed_capacity()
+        .iter()
+        .filter(|c| c.table_name() == Some(table))
+        .filter_map(|c| c.capacity_units())
+        .collect();
+    (!units.is_empty()).then(|| units.iter().sum())
+}
+
+/// The production writer: aws-sdk-dynamodb with its retries disabled.
+#[derive(Debug, Clone)]
+pub struct SdkWriter {
+    client: Client,
+}
+
+impl SdkWriter {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl BatchWrite for SdkWriter {
+    async fn write(&self, table: &TableSpec, items: &[Item]) -> Result<WriteOutcome, WriteError> {
+        let output = self
+            .client
+            .batch_write_item()
+            .request_items(table.name.clone(), write_requests(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(WriteOutcome {
+            unprocessed: unprocessed_indexes(table, items, &output),
+            consumed_wcu: consumed_wcu(&table.name, &output),
+        })
+    }
+}

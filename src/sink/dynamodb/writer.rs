@@ -1,0 +1,469 @@
+//! The per-table writer: batches → BatchWriteItem, up to `max_in_flight`
+//! calls at once, until DynamoDB confirmed every item or it went to the
+//! dead-letter file.
+//!
+//! Per batch: UnprocessedItems are re-sent (ahead of new work: the batch
+//! keeps its in-flight slot) after exponential backoff with full jitter;
+//! throttling, 5xx and timeouts are retried the same way; a
+//! ValidationException splits the batch in halves until the bad item is
+//! alone, and that item is dead-lettered with DynamoDB's message while the
+//! rest are written. At the shutdown deadline (`abort`) whatever is still
+//! unwritten is dead-lettered. No path drops an item.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{Backoff, WriteError};
+use crate::config::TableSpec;
+use crate::event::Item;
+use crate::pipeline::batcher::Batch;
+use crate::sink::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::telemetry::metrics::TableMetrics;
+
+/// What one successful call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOutcome {
+    /// Indexes (into the items sent) that DynamoDB left unprocessed.
+    pub unprocessed: Vec<usize>,
+    /// Capacity units DynamoDB reported as consumed, if it did.
+    pub consumed_wcu: Option<f64>,
+}
+
+/// One BatchWriteItem call. The SDK implements it in production; tests
+/// script it.
+pub trait BatchWrite: Send + Sync + 'static {
+    fn write(&self, table: &TableSpec, items: &[Item]) -> impl Future<Output = Result<WriteOutcome, WriteError>> + Send;
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub max_in_flight: usize,
+    pub backoff: Backoff,
+    pub max_fatal_attempts: u32,
+}
+
+/// Everything a batch task needs.
+#[derive(Debug)]
+struct Ctx<W> {
+    table: Arc<TableSpec>,
+    writer: Arc<W>,
+    config: WriterConfig,
+    abort: CancellationToken,
+    dead_letter: DeadLetter,
+    metrics: TableMetrics,
+    reachable: Arc<AtomicBool>,
+}
+
+/// Runs until `batches` is closed and every batch is settled.
+/// `reachable` reflects whether DynamoDB answered the last call (for /readyz).
+#[allow(clippy::too_many_arguments)]
+pub async fn run<W: BatchWrite>(
+    table: Arc<TableSpec>,
+    mut batches: mpsc::Receiver<Batch>,
+    writer: Arc<W>,
+    config: WriterConfig,
+    abort: CancellationToken,
+    dead_letter: DeadLetter,
+    metrics: TableMetrics,
+    reachable: Arc<AtomicBool>,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let ctx = Arc::new(Ctx { table, writer, config, abort, dead_letter, metrics, reachable });
+    // Keys (hashed) of the batches in flight: a batch holding a key that is
+    // still being written waits, so two writes of one key keep their order
+    // (last write wins) even with several calls in flight.
+    let keys_in_flight: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Ok(permit) = permit else { break };
+        let batch = tokio::select! {
+            b = batches.recv() => b,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Some(batch) = batch else { break };
+        let hashes: Vec<u64> = batch.items.iter().map(|i| key_hash(&i.key)).collect();
+        while conflicts(&keys_in_flight, &hashes) {
+            if tasks.join_next().await.is_none() {
+                break;
+            }
+        }
+        if let Ok(mut held) = keys_in_flight.lock() {
+            for h in &hashes {
+                *held.entry(*h).or_default() += 1;
+            }
+        }
+        let ctx = ctx.clone();
+        let keys_in_flight = keys_in_flight.clone();
+        tasks.spawn(async move {
+            ctx.metrics.in_flight.increment(1.0);
+            write_batch(&ctx, batch.items).await;
+            ctx.metrics.in_flight.decrement(1.0);
+            if let Ok(mut held) = keys_in_flight.lock() {
+                for h in &hashes {
+                    if let Some(n) = held.get_mut(h) {
+                        *n -= 1;
+                        if *n == 0 {
+                            held.remove(h);
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn conflicts(held: &Mutex<HashMap<u64, u32>>, hashes: &[u64]) -> bool {
+    held.lock().map(|held| !held.is_empty() && hashes.iter().any(|h| held.contains_key(h))).unwrap_or(false)
+}
+
+/// Writes one batch to completion (written or dead-lettered).
+async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
+    // Groups still to write; a ValidationException splits a group in two.
+    let mut groups = vec![items];
+    let mut rng = {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::from_rng(&mut rand::rng())
+    };
+    let mut attempt: u32 = 0;
+    let mut fatal_attempts: u32 = 0;
+    while let Some(mut pending) = groups.pop() {
+        loop {
+            if ctx.abort.is_cancelled() {
+                ctx.dead_letter
+                    .write(&ctx.metrics, DeadLetterReason::ShutdownDeadline, "unwritten at the shutdown deadline", pending)
+                    .await;
+                break;
+            }
+            let started = Instant::now();
+            let result = ctx.writer.write(&ctx.table, &pending).await;
+            ctx.metrics.write_latency.record(started.elapsed().as_secs_f64());
+            let retry_cause = match result {
+                Ok(outcome) => {
+                    ctx.reachable.store(true, Ordering::Relaxed);
+                    if let Some(wcu) = outcome.consumed_wcu {
+                        ctx.metrics.wcu.increment(wcu.round() as u64);
+                    }
+                    pending = settle_written(ctx, pending, &outcome.unprocessed);
+                    if pending.is_empty() {
+                        ctx.metrics.batch("ok");
+                        break;
+                    }
+                    ctx.metrics.batch("partial");
+                    ctx.metrics.unprocessed.increment(pending.len() as u64);
+                    "unprocessed"
+                }
+                Err(WriteError::Validation { message }) => {
+                    ctx.reachable.store(true, Ordering::Relaxed);
+                    ctx.metrics.batch("validation");
+                    if pending.len() == 1 {
+                        ctx.dead_letter.write(&ctx.metrics, DeadLetterReason::Validation, &message, pending).await;
+                    } else {
+                        let second = pending.split_off(pending.len() / 2);
+                        groups.push(second);
+                        groups.push(pending);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    ctx.metrics.batch(e.outcome());
+                    match &e {
+                        WriteError::Throttled { reason, .. } => {
+                            ctx.reachable.store(true, Ordering::Relaxed);
+                            ctx.metrics.throttled(reason);
+                        }
+                        WriteError::Retriable { .. } => ctx.reachable.store(false, Ordering::Relaxed),
+                        WriteError::Fatal { message } => {
+                            fatal_attempts += 1;
+                            if fatal_attempts > ctx.config.max_fatal_attempts {
+                                let message = message.clone();
+                                ctx.dead_letter.write(&ctx.metrics, DeadLetterReason::Fatal, &message, pending).await;
+                                break;
+                            }
+                        }
+                        WriteError::Validation { .. } => {}
+                    }
+                    tracing::debug!(table = %ctx.table.name, error = %e, items = pending.len(), attempt, "write failed; will retry");
+                    e.retry_cause()
+                }
+            };
+            ctx.metrics.retry(retry_cause);
+            let delay = ctx.config.backoff.delay(attempt, &mut rng);
+            attempt = attempt.saturating_add(1);
+            if !sleep_or_abort(delay, &ctx.abort).await {
+                continue; // the loop head dead-letters on abort
+            }
+        }
+    }
+}
+
+/// Settles every item not listed in `unprocessed`; returns the unprocessed ones.
+fn settle_written<W>(ctx: &Ctx<W>, items: Vec<Item>, unprocessed: &[usize]) -> Vec<Item> {
+    let mut left = Vec::with_capacity(unprocessed.len());
+    let mut next = unprocessed.iter().peekable();
+    let now = std::time::Instant::now();
+    let mut written = 0u64;
+    for (i, item) in items.into_iter().enumerate() {
+        if next.peek() == Some(&&i) {
+            next.next();
+            left.push(item);
+            continue;
+        }
+        written += 1;
+        ctx.metrics.end_to_end_for(&item.stream).record(now.saturating_duration_since(item.received).as_secs_f64());
+        for ack in &item.acks {
+            ack.written();
+        }
+    }
+    ctx.metrics.written.increment(written);
+    left
+}
+
+/// Sleeps `delay`; false if `abort` fired first.
+async fn sleep_or_abort(delay: Duration, abort: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = abort.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeySpec, KeyType};
+    use crate::pipeline::ack::Ack;
+    use crate::pipeline::queue::tests::item;
+    use std::collections::VecDeque;
+
+    /// A scripted BatchWriteItem: each call pops the next scripted answer
+    /// (or applies `rule` when the script is empty) and records what it got.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<VecDeque<Result<WriteOutcome, WriteError>>>,
+        rule: Option<fn(&[Item]) -> Result<WriteOutcome, WriteError>>,
+        calls: Mutex<Vec<Vec<String>>>,
+        written: Mutex<Vec<String>>,
+        delay: Duration,
+    }
+
+    impl BatchWrite for Scripted {
+        async fn write(&self, _table: &TableSpec, items: &[Item]) -> Result<WriteOutcome, WriteError> {
+            let keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
+            self.calls.lock().expect("lock").push(keys.clone());
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let next = self.script.lock().expect("lock").pop_front();
+            let answer = match (next, self.rule) {
+                (Some(a), _) => a,
+                (None, Some(rule)) => rule(items),
+                (None, None) => Ok(WriteOutcome::default()),
+            };
+            if let Ok(o) = &answer {
+                let mut w = self.written.lock().expect("lock");
+                w.extend(keys.iter().enumerate().filter(|(i, _)| !o.unprocessed.contains(i)).map(|(_, k)| k.clone()));
+            }
+            answer
+        }
+    }
+
+    struct Harness {
+        fake: Arc<Scripted>,
+        dlq_path: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+        abort: CancellationToken,
+        tx: mpsc::Sender<Batch>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(fake: Scripted, max_in_flight: usize) -> Harness {
+        let fake = Arc::new(fake);
+        let dir = tempfile::tempdir().expect("tmp");
+        let dlq_path = dir.path().join("dlq.ndjson");
+        let abort = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(8);
+        let table = Arc::new(TableSpec {
+            name: "T".into(),
+            partition_key: KeySpec { name: "k".into(), kind: KeyType::S },
+            sort_key: None,
+            ttl_attribute: None,
+        });
+        let config = WriterConfig {
+            max_in_flight,
+            backoff: Backoff { base: Duration::from_millis(10), max: Duration::from_secs(1) },
+            max_fatal_attempts: 2,
+        };
+        let task = tokio::spawn(run(
+            table,
+            rx,
+            fake.clone(),
+            config,
+            abort.clone(),
+            DeadLetter::new(dlq_path.clone()),
+            TableMetrics::register("T", &[]),
+            Arc::new(AtomicBool::new(true)),
+        ));
+        Harness { fake, dlq_path, _dir: dir, abort, tx, task }
+    }
+
+    fn batch(keys: &[&str], ack: Option<&Arc<Ack>>) -> Batch {
+        let items: Vec<Item> = keys
+            .iter()
+            .map(|k| {
+                let mut it = item(k, 10);
+                it.acks.extend(ack.cloned());
+                it
+            })
+            .collect();
+        Batch { bytes: items.len() * 10, items }
+    }
+
+    fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unprocessed_items_are_resent_until_written() {
+        let fake = Scripted::default();
+        fake.script.lock().expect("lock").extend([
+            Ok(WriteOutcome { unprocessed: vec![0, 2], consumed_wcu: Some(1.0) }),
+            Ok(WriteOutcome { unprocessed: vec![1], consumed_wcu: Some(1.0) }),
+        ]);
+        let h = start(fake, 2);
+        let ack = Arc::new(Ack::new(3));
+        h.tx.send(batch(&["a", "b", "c"], Some(&ack))).await.expect("send");
+        let outcome = ack.wait(3).await;
+        assert_eq!(outcome.written, 3);
+        let calls = h.fake.calls.lock().expect("lock").clone();
+        assert_eq!(calls, vec![vec!["a", "b", "c"], vec!["a", "c"], vec!["c"]], "only unprocessed items are re-sent");
+        let mut written = h.fake.written.lock().expect("lock").clone();
+        written.sort();
+        assert_eq!(written, ["a", "b", "c"]);
+        drop(h.tx);
+        h.task.await.expect("writer ends when its input closes");
+        assert!(dead_letters(&h.dlq_path).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_and_server_errors_are_retried_with_backoff() {
+        let fake = Scripted::default();
+        fake.script.lock().expect("lock").extend([
+            Err(WriteError::Throttled { reason: "throttling", message: "slow".into() }),
+            Err(WriteError::Retriable { cause: "server_error", message: "500".into() }),
+            Err(WriteError::Throttled { reason: "provisioned_throughput_exceeded", message: "slow".into() }),
+        ]);
+        let h = start(fake, 1);
+        let ack = Arc::new(Ack::new(2));
+        let started = tokio::time::Instant::now();
+        h.tx.send(batch(&["a", "b"], Some(&ack))).await.expect("send");
+        assert_eq!(ack.wait(2).await.written, 2);
+        assert_eq!(h.fake.calls.lock().expect("lock").len(), 4);
+        // Full jitter: at most 10 + 20 + 40 ms of backoff in total.
+        assert!(started.elapsed() <= Duration::from_millis(70), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_item_is_isolated_and_dead_lettered_the_rest_written() {
+        let fake = Scripted {
+            rule: Some(|items| {
+                if items.iter().any(|i| &*i.key == "bad") {
+                    Err(WriteError::Validation { message: "One or more parameter values were invalid".into() })
+                } else {
+                    Ok(WriteOutcome::default())
+                }
+            }),
+            ..Default::default()
+        };
+        let h = start(fake, 2);
+        let ack = Arc::new(Ack::new(7));
+        h.tx.send(batch(&["a", "b", "c", "bad", "d", "e", "f"], Some(&ack))).await.expect("send");
+        let outcome = ack.wait(7).await;
+        assert_eq!((outcome.written, outcome.failed), (6, 1));
+        assert!(outcome.first_failure.as_deref().unwrap_or("").contains("parameter values were invalid"));
+        let mut written = h.fake.written.lock().expect("lock").clone();
+        written.sort();
+        assert_eq!(written, ["a", "b", "c", "d", "e", "f"]);
+        let dl = dead_letters(&h.dlq_path);
+        assert_eq!(dl.len(), 1);
+        assert_eq!(dl[0]["reason"], "validation");
+        assert_eq!(dl[0]["table"], "T");
+        assert!(dl[0]["message"].as_str().unwrap_or("").contains("invalid"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn persistent_fatal_errors_end_in_the_dead_letter_file() {
+        let fake = Scripted {
+            rule: Some(|_| Err(WriteError::Fatal { message: "AccessDeniedException: no".into() })),
+            ..Default::default()
+        };
+        let h = start(fake, 1);
+        let ack = Arc::new(Ack::new(2));
+        h.tx.send(batch(&["a", "b"], Some(&ack))).await.expect("send");
+        assert_eq!(ack.wait(2).await.failed, 2);
+        assert_eq!(h.fake.calls.lock().expect("lock").len(), 3, "max_fatal_attempts = 2 retries after the first");
+        let dl = dead_letters(&h.dlq_path);
+        assert_eq!(dl.len(), 2);
+        assert!(dl.iter().all(|l| l["reason"] == "fatal"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_unwritten_items_are_dead_lettered() {
+        let fake = Scripted {
+            rule: Some(|_| Err(WriteError::Throttled { reason: "throttling", message: "slow".into() })),
+            ..Default::default()
+        };
+        let h = start(fake, 1);
+        let ack = Arc::new(Ack::new(3));
+        h.tx.send(batch(&["a", "b", "c"], Some(&ack))).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(h.fake.calls.lock().expect("lock").len() > 2, "still retrying");
+        h.abort.cancel();
+        assert_eq!(ack.wait(3).await.failed, 3);
+        let dl = dead_letters(&h.dlq_path);
+        assert_eq!(dl.len(), 3);
+        assert!(dl.iter().all(|l| l["reason"] == "shutdown_deadline"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_batches_with_one_key_are_never_in_flight_together() {
+        let fake = Scripted { delay: Duration::from_millis(100), ..Default::default() };
+        let h = start(fake, 4);
+        let ack = Arc::new(Ack::new(4));
+        h.tx.send(batch(&["x", "k"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["k", "y"], Some(&ack))).await.expect("send");
+        let started = tokio::time::Instant::now();
+        ack.wait(4).await;
+        assert!(started.elapsed() >= Duration::from_millis(200), "second batch waited for the first");
+        let other = Arc::new(Ack::new(4));
+        h.tx.send(batch(&["p", "q"], Some(&other))).await.expect("send");
+        h.tx.send(batch(&["r", "s"], Some(&other))).await.expect("send");
+        let started = tokio::time::Instant::now();
+        other.wait(4).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(100), "independent batches run in parallel");
+    }
+}

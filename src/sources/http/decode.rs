@@ -1,0 +1,164 @@
+//! Request bodies → events: one JSON object, a JSON array of objects, or
+//! NDJSON (one object per line; blank lines skipped). Errors carry the line
+//! and column (JSON) or line number (NDJSON) so a client can find the
+//! problem; element positions are kept so later mapping errors can name
+//! them too.
+
+use serde_json::Value;
+
+/// How a body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Ndjson,
+}
+
+/// Where an event sat in the body, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Positions {
+    /// A single JSON object.
+    Single,
+    /// Elements of a JSON array.
+    Array,
+    /// NDJSON: the 1-based line of each event.
+    Lines(Vec<usize>),
+}
+
+impl Positions {
+    /// Describes event `index`, e.g. "line 3" or "element 2".
+    pub fn describe(&self, index: usize) -> Option<(String, Option<usize>)> {
+        match self {
+            Positions::Single => None,
+            Positions::Array => Some((format!("element {index}"), None)),
+            Positions::Lines(lines) => lines.get(index).map(|l| (format!("line {l}"), Some(*l))),
+        }
+    }
+}
+
+/// A body that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Json { line: usize, column: usize, message: String },
+    #[error("malformed JSON on NDJSON line {line}, column {column}: {message}")]
+    NdjsonLine { line: usize, column: usize, message: String },
+    #[error("{0} must be a JSON object")]
+    NotAnObject(String),
+    #[error("the body holds no events")]
+    Empty,
+}
+
+impl DecodeError {
+    /// The 1-based line at fault, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            DecodeError::Json { line, .. } | DecodeError::NdjsonLine { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    /// Metric reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::NotAnObject(_) => "not_an_object",
+            _ => "malformed",
+        }
+    }
+}
+
+/// Decodes `body` into JSON objects.
+pub fn decode(body: &[u8], format: Format) -> Result<(Vec<Value>, Positions), DecodeError> {
+    match format {
+        Format::Json => decode_json(body),
+        Format::Ndjson => decode_ndjson(body),
+    }
+}
+
+fn decode_json(body: &[u8]) -> Result<(Vec<Value>, Positions), DecodeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::Json {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })?;
+    match value {
+        Value::Object(_) => Ok((vec![value], Positions::Single)),
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(DecodeError::Empty);
+            }
+            if let Some(i) = items.iter().position(|v| !v.is_object()) {
+                return Err(DecodeError::NotAnObject(format!("element {i}")));
+            }
+            Ok((items, Positions::Array))
+        }
+        _ => Err(DecodeError::NotAnObject("the body".to_owned())),
+    }
+}
+
+fn decode_ndjson(body: &[u8]) -> Result<(Vec<Value>, Positions), DecodeError> {
+    let mut events = Vec::new();
+    let mut lines = Vec::new();
+    for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value: Value = serde_json::from_slice(line).map_err(|e| DecodeError::NdjsonLine {
+            line: i + 1,
+            column: e.column(),
+            message: strip_position(&e),
+        })?;
+        if !value.is_object() {
+            return Err(DecodeError::NotAnObject(format!("line {}", i + 1)));
+        }
+        events.push(value);
+        lines.push(i + 1);
+    }
+    if events.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok((events, Positions::Lines(lines)))
+}
+
+/// serde_json appends " at line L column C"; we report those separately.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_object_array_and_ndjson() {
+        let (ev, pos) = decode(br#"{"a":1}"#, Format::Json).expect("object");
+        assert_eq!((ev.len(), pos), (1, Positions::Single));
+        let (ev, pos) = decode(br#"[{"a":1},{"a":2}]"#, Format::Json).expect("array");
+        assert_eq!((ev.len(), pos), (2, Positions::Array));
+        let (ev, pos) = decode(b"{\"a\":1}\r\n\n{\"a\":2}\n", Format::Ndjson).expect("ndjson");
+        assert_eq!((ev.len(), pos), (2, Positions::Lines(vec![1, 3])));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        assert_eq!(
+            decode(b"{\"a\":\n  tru}", Format::Json),
+            Err(DecodeError::Json { line: 2, column: 6, message: "expected ident".into() })
+        );
+        let e = decode(b"{\"a\":1}\n{\"a\":2}\n{oops}\n", Format::Ndjson).unwrap_err();
+        assert!(matches!(e, DecodeError::NdjsonLine { line: 3, column: 2, .. }), "{e:?}");
+        assert_eq!(decode(b"[{\"a\":1}, 5]", Format::Json), Err(DecodeError::NotAnObject("element 1".into())));
+        assert_eq!(decode(b"\"str\"", Format::Json), Err(DecodeError::NotAnObject("the body".into())));
+        assert_eq!(decode(b"{}\n[1]\n", Format::Ndjson), Err(DecodeError::NotAnObject("line 2".into())));
+        assert_eq!(decode(b"  ", Format::Json), Err(DecodeError::Empty));
+        assert_eq!(decode(b"[]", Format::Json), Err(DecodeError::Empty));
+        assert_eq!(decode(b"\n\n", Format::Ndjson), Err(DecodeError::Empty));
+    }
+}

@@ -1,0 +1,81 @@
+//! HTTP responses: the JSON error body every refusal carries (status, a
+//! stable `error` code, a `message` naming the problem, and where known the
+//! `line` and `field`), and JSON success bodies.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+/// A refused request.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub retry_after: Option<u64>,
+    pub allow: Option<&'static str>,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), line: None, field: None, retry_after: None, allow: None, extra: Map::new() }
+    }
+
+    pub fn with_line(mut self, line: Option<usize>) -> Self {
+        self.line = line;
+        self
+    }
+
+    pub fn with_field(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::from(self.code));
+        body.insert("message".into(), Value::from(self.message));
+        if let Some(line) = self.line {
+            body.insert("line".into(), Value::from(line));
+        }
+        if let Some(field) = self.field {
+            body.insert("field".into(), Value::from(field));
+        }
+        body.extend(self.extra);
+        let mut resp = json_response(self.status, &Value::Object(body));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = self.allow {
+            resp.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    raw_json(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A response whose JSON text is already rendered (the seed routes' exact bodies).
+pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// `{"accepted": n}` plus extra fields.
+pub fn accepted(status: StatusCode, n: usize, written: Option<usize>) -> Response<Full<Bytes>> {
+    let mut body = json!({ "accepted": n });
+    if let (Some(w), Some(obj)) = (written, body.as_object_mut()) {
+        obj.insert("written".into(), Value::from(w));
+    }
+    json_response(status, &body)
+}

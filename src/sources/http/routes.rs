@@ -1,0 +1,305 @@
+//! Routing and request handling: route → stream, body → events, events →
+//! the router, and the answer.
+//!
+//! Routes: `POST /v1/streams/{stream}/events` (JSON object, array or
+//! NDJSON → 202 `{"accepted": N}`), each stream's optional `http_path`
+//! template, and the seed document's three routes with the seed's own
+//! response bodies. `?ack=queued|written` chooses when to answer; other
+//! query parameters fill event fields the body lacks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value};
+
+use super::decode::{self, DecodeError, Format, Positions};
+use super::response::{accepted, raw_json, ApiError};
+use super::HttpState;
+use crate::config::AckLevel;
+use crate::pipeline::router::IngestError;
+use crate::telemetry::metrics::StreamMetrics;
+
+/// The seed document's example apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    LogActivity,
+    UploadData,
+    AddToCart,
+}
+
+#[derive(Debug)]
+enum Route {
+    Generic(String),
+    Template(Arc<str>, Vec<(String, String)>),
+    Seed(Seed),
+}
+
+/// Handles one request; never fails (errors become JSON responses).
+pub async fn handle(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let resp = match route_and_ingest(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state.count_response(resp.status());
+    resp
+}
+
+async fn route_and_ingest(state: &HttpState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let route = resolve(state, req.method(), req.uri().path())?;
+    let mut context: Vec<(String, String)> =
+        req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let ack_param = take_param(&mut context, "ack");
+    let (stream, seed) = match &route {
+        Route::Generic(s) => (s.clone(), None),
+        Route::Template(s, captures) => {
+            context.extend(captures.iter().cloned());
+            (s.to_string(), None)
+        }
+        Route::Seed(seed) => (seed_stream(*seed).to_owned(), Some(*seed)),
+    };
+    let Some(stream_route) = state.router.stream(&stream) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_stream", format!("no stream named `{stream}` is configured")));
+    };
+    let ack = match ack_param.as_deref() {
+        None => stream_route.spec.ack,
+        Some("queued") => AckLevel::Queued,
+        Some("written") => AckLevel::Written,
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_ack", format!("ack must be `queued` or `written`, not `{other}`"))
+                .with_field(Some("ack".into())))
+        }
+    };
+
+    // Seed routes that take only query parameters ignore the body, as the seed apps do.
+    let (events, positions) = match seed {
+        Some(Seed::LogActivity | Seed::AddToCart) => (vec![Value::Object(Map::new())], Positions::Single),
+        _ => {
+            let format = body_format(&req, seed.is_none()).inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
+            let body = read_body(req, state.max_body).await.inspect_err(|e| {
+                if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    reject(&stream, "body_too_large");
+                }
+            })?;
+            let decoded = decode::decode(&body, format);
+            let (events, positions) = decoded.map_err(|e| {
+                reject(&stream, e.reason());
+                decode_error(e)
+            })?;
+            if seed == Some(Seed::UploadData) && positions != Positions::Single {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "not_an_object", "/upload_data takes one JSON object"));
+            }
+            (events, positions)
+        }
+    };
+    let device_id = match seed {
+        Some(Seed::UploadData) => events.first().and_then(|e| e.get("device_id")).cloned(),
+        _ => None,
+    };
+    let accepted_req = state
+        .router
+        .ingest(&stream, events, &context, ack == AckLevel::Written, "http")
+        .map_err(|e| ingest_error(e, &positions, state.retry_after_secs))?;
+
+    let written = match &accepted_req.ack {
+        None => None,
+        Some(ack) => match tokio::time::timeout(state.ack_timeout, ack.wait(accepted_req.count)).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "ack_timeout",
+                    format!(
+                        "DynamoDB did not confirm all {} events within {:?}; they stay queued and will still be written",
+                        accepted_req.count, state.ack_timeout
+                    ),
+                ))
+            }
+            Ok(outcome) if outcome.failed > 0 => {
+                let mut e = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "dead_lettered",
+                    format!(
+                        "{} of {} events were refused by DynamoDB and written to the dead-letter file: {}",
+                        outcome.failed,
+                        accepted_req.count,
+                        outcome.first_failure.unwrap_or_default()
+                    ),
+                );
+                e.extra.insert("accepted".into(), accepted_req.count.into());
+                e.extra.insert("written".into(), outcome.written.into());
+                e.extra.insert("dead_lettered".into(), outcome.failed.into());
+                return Err(e);
+            }
+            Ok(outcome) => Some(outcome.written),
+        },
+    };
+
+    Ok(match seed {
+        None => accepted(if written.is_some() { StatusCode::OK } else { StatusCode::ACCEPTED }, accepted_req.count, written),
+        Some(seed) => seed_response(seed, &context, device_id),
+    })
+}
+
+fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiError> {
+    let method_not_allowed = |allow: &'static str| {
+        let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} accepts {allow}"));
+        e.allow = Some(allow);
+        e
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    if let ["", "v1", "streams", stream, "events"] = segments.as_slice() {
+        if method != Method::POST {
+            return Err(method_not_allowed("POST"));
+        }
+        return Ok(Route::Generic(percent_decode(stream)));
+    }
+    if state.seed_routes {
+        let seed = match path {
+            "/log_activity/" | "/log_activity" => Some((Seed::LogActivity, "POST")),
+            "/upload_data" | "/upload_data/" => Some((Seed::UploadData, "POST")),
+            "/add_to_cart/" | "/add_to_cart" => Some((Seed::AddToCart, "GET, POST")),
+            _ => None,
+        };
+        if let Some((seed, allow)) = seed {
+            let ok = method == Method::POST || (seed == Seed::AddToCart && method == Method::GET);
+            return if ok { Ok(Route::Seed(seed)) } else { Err(method_not_allowed(allow)) };
+        }
+    }
+    for (template, stream) in &state.paths {
+        if let Some(captures) = template.matches(path) {
+            if method != Method::POST {
+                return Err(method_not_allowed("POST"));
+            }
+            let captures = captures.into_iter().map(|(k, v)| (k.to_owned(), percent_decode(v))).collect();
+            return Ok(Route::Template(stream.clone(), captures));
+        }
+    }
+    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}")))
+}
+
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+fn seed_stream(seed: Seed) -> &'static str {
+    match seed {
+        Seed::LogActivity => "activity",
+        Seed::UploadData => "sensor",
+        Seed::AddToCart => "cart",
+    }
+}
+
+/// The seed apps' exact response bodies (status 200, as FastAPI/Flask/Django answer).
+fn seed_response(seed: Seed, context: &[(String, String)], device_id: Option<Value>) -> Response<Full<Bytes>> {
+    let param = |name: &str| {
+        let v = context.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+        serde_json::to_string(v).unwrap_or_default()
+    };
+    let body = match seed {
+        Seed::LogActivity => format!(r#"{{"status":"success","user_id":{},"action":{}}}"#, param("user_id"), param("action")),
+        Seed::UploadData => format!(
+            r#"{{"status":"success","device_id":{}}}"#,
+            device_id.map(|d| d.to_string()).unwrap_or_else(|| "null".to_owned())
+        ),
+        Seed::AddToCart => r#"{"status":"Item added to cart"}"#.to_owned(),
+    };
+    raw_json(StatusCode::OK, body.into_bytes())
+}
+
+fn take_param(context: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+    let i = context.iter().position(|(k, _)| k == name)?;
+    Some(context.remove(i).1)
+}
+
+fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, ApiError> {
+    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(Format::Json);
+    };
+    let mime = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "text/json" => Ok(Format::Json),
+        m if m.ends_with("+json") => Ok(Format::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" if allow_ndjson => {
+            Ok(Format::Ndjson)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type `{mime}` is not accepted; send application/json{}",
+                if allow_ndjson { " or application/x-ndjson" } else { "" }
+            ),
+        )),
+    }
+}
+
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body exceeds http.max_body_bytes ({max} bytes)"))
+    };
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the body: {e}"))),
+    }
+}
+
+fn reject(stream: &str, reason: &'static str) {
+    StreamMetrics::rejected(stream, "http", reason, 1);
+}
+
+fn decode_error(e: DecodeError) -> ApiError {
+    let code = match e {
+        DecodeError::NotAnObject(_) => "not_an_object",
+        DecodeError::Empty => "empty_body",
+        _ => "malformed_json",
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_line(e.line())
+}
+
+fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiError {
+    match e {
+        IngestError::UnknownStream(s) => ApiError::new(StatusCode::NOT_FOUND, "unknown_stream", format!("no stream named `{s}` is configured")),
+        IngestError::QueueFull => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                "the gateway's queue for this table is full (DynamoDB is slower than the arrivals); retry later",
+            );
+            e.retry_after = Some(retry_after);
+            e
+        }
+        IngestError::TooManyEvents(n) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("{n} events in one request exceed pipeline.queue_max_items; split the request"),
+        ),
+        IngestError::Invalid { index, error } => {
+            use crate::event::map::MapError;
+            let status = if matches!(error, MapError::TooLarge(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            let field = match &error {
+                MapError::MissingKey(f) | MapError::EmptyKey(f) | MapError::ServerAssigned(f) => Some(f.clone()),
+                MapError::MistypedKey { name, .. }
+                | MapError::KeyTooLong { name, .. }
+                | MapError::BadField { name, .. }
+                | MapError::MistypedField { name, .. } => Some(name.clone()),
+                MapError::NotAnObject | MapError::TooLarge(_) => None,
+            };
+            let (message, line) = match positions.describe(index) {
+                Some((at, line)) => (format!("{at}: {error}"), line),
+                None => (error.to_string(), None),
+            };
+            ApiError::new(status, error.reason(), message).with_line(line).with_field(field)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Sources: where events enter the gateway. [`http`] today; MQTT joins here.
+
+pub mod http;

@@ -1,0 +1,202 @@
+//! Every metric name, defined once, and the pre-resolved handles the hot
+//! paths use (no registry lookup per event).
+//!
+//! All families are registered at start-up with their label sets at zero,
+//! so dashboards and alerts see them before the first event. Labels have
+//! bounded cardinality: stream, table, source, and fixed reason/outcome/cause
+//! sets, never a device id or a topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
+
+pub const EVENTS_RECEIVED: &str = "dynamo_ingest_events_received_total";
+pub const EVENTS_REJECTED: &str = "dynamo_ingest_events_rejected_total";
+pub const QUEUE_DEPTH: &str = "dynamo_ingest_queue_depth";
+pub const QUEUE_BYTES: &str = "dynamo_ingest_queue_bytes";
+pub const BATCHES: &str = "dynamo_ingest_batches_total";
+pub const BATCH_ITEMS: &str = "dynamo_ingest_batch_items";
+pub const BATCH_COLLAPSED: &str = "dynamo_ingest_batch_collapsed_items_total";
+pub const ITEMS_WRITTEN: &str = "dynamo_ingest_items_written_total";
+pub const WCU_CONSUMED: &str = "dynamo_ingest_wcu_consumed_total";
+pub const UNPROCESSED_ITEMS: &str = "dynamo_ingest_unprocessed_items_total";
+pub const THROTTLED_REQUESTS: &str = "dynamo_ingest_throttled_requests_total";
+pub const RETRIES: &str = "dynamo_ingest_retries_total";
+pub const DEAD_LETTER_ITEMS: &str = "dynamo_ingest_dead_letter_items_total";
+pub const RATE_LIMIT_WCU: &str = "dynamo_ingest_rate_limit_wcu";
+pub const WRITE_LATENCY: &str = "dynamo_ingest_write_latency_seconds";
+pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
+pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
+pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
+pub const MQTT_CONNECTIONS: &str = "dynamo_ingest_mqtt_connections";
+pub const MQTT_UNROUTABLE: &str = "dynamo_ingest_mqtt_messages_unroutable_total";
+
+/// Sources of events (the `source` label).
+pub const SOURCES: [&str; 2] = ["http", "mqtt"];
+/// Reasons an event is rejected before it is acknowledged.
+pub const REJECT_REASONS: [&str; 11] = [
+    "malformed",
+    "not_an_object",
+    "missing_key",
+    "mistyped_key",
+    "empty_key",
+    "key_too_long",
+    "bad_field",
+    "item_too_large",
+    "body_too_large",
+    "unsupported_media_type",
+    "queue_full",
+];
+/// Outcomes of one BatchWriteItem call.
+pub const BATCH_OUTCOMES: [&str; 6] = ["ok", "partial", "throttled", "retriable", "validation", "fatal"];
+/// Throttling signals.
+pub const THROTTLE_REASONS: [&str; 3] = ["provisioned_throughput_exceeded", "throttling", "request_limit_exceeded"];
+/// Why a write was retried.
+pub const RETRY_CAUSES: [&str; 6] = ["unprocessed", "throttled", "server_error", "timeout", "connection", "fatal"];
+/// Why an item went to the dead-letter file.
+pub const DEAD_LETTER_REASONS: [&str; 3] = ["validation", "fatal", "shutdown_deadline"];
+
+/// Latency buckets (seconds) for the histograms.
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Describes every family and registers the label-less ones.
+pub fn describe() {
+    describe_counter!(EVENTS_RECEIVED, "Events accepted (acknowledged) per stream and source.");
+    describe_counter!(EVENTS_REJECTED, "Events refused before acknowledgement, by reason.");
+    describe_gauge!(QUEUE_DEPTH, "Items accepted and not yet handed to the writer.");
+    describe_gauge!(QUEUE_BYTES, Unit::Bytes, "Bytes accepted and not yet handed to the writer.");
+    describe_counter!(BATCHES, "BatchWriteItem calls by outcome.");
+    describe_histogram!(BATCH_ITEMS, "Items per BatchWriteItem call (batch fill).");
+    describe_counter!(BATCH_COLLAPSED, "Writes replaced by a later write of the same key in one batch.");
+    describe_counter!(ITEMS_WRITTEN, "Items DynamoDB confirmed.");
+    describe_counter!(WCU_CONSUMED, "Write capacity units DynamoDB reported as consumed.");
+    describe_counter!(UNPROCESSED_ITEMS, "Items DynamoDB returned in UnprocessedItems.");
+    describe_counter!(THROTTLED_REQUESTS, "BatchWriteItem calls refused for throttling, by reason.");
+    describe_counter!(RETRIES, "Writes retried, by cause.");
+    describe_counter!(DEAD_LETTER_ITEMS, "Items written to the dead-letter file, by reason.");
+    describe_gauge!(RATE_LIMIT_WCU, "Current write rate limit in WCU/s (0 = unlimited).");
+    describe_histogram!(WRITE_LATENCY, Unit::Seconds, "BatchWriteItem call latency.");
+    describe_histogram!(END_TO_END_LATENCY, Unit::Seconds, "From receipt of an event to DynamoDB's confirmation.");
+    describe_gauge!(IN_FLIGHT, "BatchWriteItem calls in flight.");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
+    describe_gauge!(MQTT_CONNECTIONS, "Connected MQTT clients.");
+    describe_counter!(MQTT_UNROUTABLE, "MQTT messages whose topic matches no stream.");
+    gauge!(MQTT_CONNECTIONS).set(0.0);
+    counter!(MQTT_UNROUTABLE).increment(0);
+    for class in ["2xx", "4xx", "5xx"] {
+        counter!(HTTP_REQUESTS, "class" => class).increment(0);
+    }
+}
+
+/// Handles for one stream.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    pub received_http: Counter,
+    pub end_to_end: Histogram,
+}
+
+impl StreamMetrics {
+    pub fn register(stream: &str) -> Self {
+        for source in SOURCES {
+            counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => source).increment(0);
+            for reason in REJECT_REASONS {
+                counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "source" => source, "reason" => reason).increment(0);
+            }
+        }
+        Self {
+            received_http: counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => "http"),
+            end_to_end: histogram!(END_TO_END_LATENCY, "stream" => stream.to_owned()),
+        }
+    }
+
+    /// Counts `n` events of this stream refused for `reason`.
+    pub fn rejected(stream: &str, source: &'static str, reason: &'static str, n: u64) {
+        counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "source" => source, "reason" => reason).increment(n);
+    }
+}
+
+/// Handles for one table.
+#[derive(Debug, Clone)]
+pub struct TableMetrics {
+    pub table: String,
+    pub queue_depth: Gauge,
+    pub queue_bytes: Gauge,
+    pub batch_items: Histogram,
+    pub collapsed: Counter,
+    pub written: Counter,
+    pub wcu: Counter,
+    pub unprocessed: Counter,
+    pub write_latency: Histogram,
+    pub in_flight: Gauge,
+    end_to_end: HashMap<Arc<str>, Histogram>,
+}
+
+impl TableMetrics {
+    /// Registers the table's families; `streams` are the streams writing it.
+    pub fn register(table: &str, streams: &[Arc<str>]) -> Self {
+        let t = || table.to_owned();
+        for outcome in BATCH_OUTCOMES {
+            counter!(BATCHES, "table" => t(), "outcome" => outcome).increment(0);
+        }
+        for reason in THROTTLE_REASONS {
+            counter!(THROTTLED_REQUESTS, "table" => t(), "reason" => reason).increment(0);
+        }
+        for cause in RETRY_CAUSES {
+            counter!(RETRIES, "table" => t(), "cause" => cause).increment(0);
+        }
+        for reason in DEAD_LETTER_REASONS {
+            counter!(DEAD_LETTER_ITEMS, "table" => t(), "reason" => reason).increment(0);
+        }
+        gauge!(RATE_LIMIT_WCU, "table" => t()).set(0.0);
+        let m = Self {
+            table: t(),
+            queue_depth: gauge!(QUEUE_DEPTH, "table" => t()),
+            queue_bytes: gauge!(QUEUE_BYTES, "table" => t()),
+            batch_items: histogram!(BATCH_ITEMS, "table" => t()),
+            collapsed: counter!(BATCH_COLLAPSED, "table" => t()),
+            written: counter!(ITEMS_WRITTEN, "table" => t()),
+            wcu: counter!(WCU_CONSUMED, "table" => t()),
+            unprocessed: counter!(UNPROCESSED_ITEMS, "table" => t()),
+            write_latency: histogram!(WRITE_LATENCY, "table" => t()),
+            in_flight: gauge!(IN_FLIGHT, "table" => t()),
+            end_to_end: streams
+                .iter()
+                .map(|s| (s.clone(), histogram!(END_TO_END_LATENCY, "stream" => s.to_string())))
+                .collect(),
+        };
+        m.queue_depth.set(0.0);
+        m.queue_bytes.set(0.0);
+        m.collapsed.increment(0);
+        m.written.increment(0);
+        m.wcu.increment(0);
+        m.unprocessed.increment(0);
+        m.in_flight.set(0.0);
+        m
+    }
+
+    /// The end-to-end latency histogram of `stream`.
+    pub fn end_to_end_for(&self, stream: &str) -> Histogram {
+        self.end_to_end
+            .get(stream)
+            .cloned()
+            .unwrap_or_else(|| histogram!(END_TO_END_LATENCY, "stream" => stream.to_owned()))
+    }
+
+    pub fn batch(&self, outcome: &'static str) {
+        counter!(BATCHES, "table" => self.table.clone(), "outcome" => outcome).increment(1);
+    }
+
+    pub fn throttled(&self, reason: &'static str) {
+        counter!(THROTTLED_REQUESTS, "table" => self.table.clone(), "reason" => reason).increment(1);
+    }
+
+    pub fn retry(&self, cause: &'static str) {
+        counter!(RETRIES, "table" => self.table.clone(), "cause" => cause).increment(1);
+    }
+
+    pub fn dead_lettered(&self, reason: &'static str, n: u64) {
+        counter!(DEAD_LETTER_ITEMS, "table" => self.table.clone(), "reason" => reason).increment(n);
+    }
+}
