@@ -28,10 +28,10 @@ use crate::pipeline::queue;
 use crate::pipeline::router::Router;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::dynamodb::bootstrap::{self, BootstrapError};
+use crate::sink::dynamodb::client;
 use crate::sink::dynamodb::request::SdkWriter;
 use crate::sink::dynamodb::retry::Backoff;
 use crate::sink::dynamodb::writer::{self, WriterConfig};
-use crate::sink::dynamodb::client;
 use crate::sources::http::{self as http_source, HttpState};
 use crate::telemetry::admin::{self, Health};
 use crate::telemetry::metrics::TableMetrics;
@@ -42,7 +42,10 @@ pub enum AppError {
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -51,7 +54,9 @@ impl AppError {
     /// Process exit code: 64 (EX_USAGE) when the configuration is at fault.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Bootstrap(BootstrapError::SchemaMismatch { .. } | BootstrapError::Missing(_)) => 64,
+            AppError::Bootstrap(
+                BootstrapError::SchemaMismatch { .. } | BootstrapError::Missing(_),
+            ) => 64,
             _ => 1,
         }
     }
@@ -74,9 +79,19 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
 
     let health = Arc::new(Health::default());
     let admin_listener = bind(config.file.admin.listen).await?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| AppError::Bind { addr: config.file.admin.listen, source })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| AppError::Bind {
+            addr: config.file.admin.listen,
+            source,
+        })?;
     let admin_stop = CancellationToken::new();
-    tokio::spawn(admin::serve(admin_listener, prometheus, health.clone(), admin_stop.clone()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        prometheus,
+        health.clone(),
+        admin_stop.clone(),
+    ));
 
     let client = client::build(&config).await;
     let d = &config.file.dynamodb;
@@ -98,7 +113,12 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     let mut clocks = HashMap::new();
     let mut lanes = JoinSet::new();
     for table in &config.tables {
-        let streams: Vec<_> = config.streams.iter().filter(|s| s.table.name == table.name).map(|s| s.name.clone()).collect();
+        let streams: Vec<_> = config
+            .streams
+            .iter()
+            .filter(|s| s.table.name == table.name)
+            .map(|s| s.name.clone())
+            .collect();
         let metrics = TableMetrics::register(&table.name, &streams);
         let (tx, rx) = queue::bounded(
             p.queue_max_items.get(),
@@ -107,15 +127,28 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             metrics.queue_bytes.clone(),
         );
         let (batch_tx, batch_rx) = mpsc::channel(d.max_in_flight.get());
-        let batcher_config = BatcherConfig { linger: p.linger, max_bytes: p.batch_max_bytes.as_u64() as usize };
-        lanes.spawn(batcher::run(rx, batch_tx, batcher_config, abort.clone(), dead_letter.clone(), metrics.clone()));
+        let batcher_config = BatcherConfig {
+            linger: p.linger,
+            max_bytes: p.batch_max_bytes.as_u64() as usize,
+        };
+        lanes.spawn(batcher::run(
+            rx,
+            batch_tx,
+            batcher_config,
+            abort.clone(),
+            dead_letter.clone(),
+            metrics.clone(),
+        ));
         let reachable = Arc::new(AtomicBool::new(true));
         if let Ok(mut r) = health.reachable.lock() {
             r.push((table.name.clone(), reachable.clone()));
         }
         let writer_config = WriterConfig {
             max_in_flight: d.max_in_flight.get(),
-            backoff: Backoff { base: d.retry.base_delay, max: d.retry.max_delay },
+            backoff: Backoff {
+                base: d.retry.base_delay,
+                max: d.retry.max_delay,
+            },
             max_fatal_attempts: d.retry.max_fatal_attempts,
         };
         lanes.spawn(writer::run(
@@ -136,15 +169,27 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     let http_state = Arc::new(HttpState::new(&config, router));
 
     let http_listener = bind(config.file.http.listen).await?;
-    let http_addr = http_listener.local_addr().map_err(|source| AppError::Bind { addr: config.file.http.listen, source })?;
-    let http = tokio::spawn(http_source::serve(http_listener, http_state, shutdown.clone()));
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| AppError::Bind {
+            addr: config.file.http.listen,
+            source,
+        })?;
+    let http = tokio::spawn(http_source::serve(
+        http_listener,
+        http_state,
+        shutdown.clone(),
+    ));
     tracing::info!(%http_addr, %admin_addr, dead_letter = %dead_letter.path().display(), "dynamo-ingest ready");
     announce_ready(http_addr, admin_addr);
 
     shutdown.cancelled().await;
     health.shutting_down.store(true, Ordering::Relaxed);
     let grace = config.file.shutdown_grace;
-    tracing::info!(?grace, "shutting down: no new connections, flushing queued events");
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections, flushing queued events"
+    );
     let deadline = tokio::time::Instant::now() + grace;
     if tokio::time::timeout_at(deadline, http).await.is_err() {
         tracing::warn!("HTTP connections still open at the shutdown deadline");
@@ -164,7 +209,9 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
 }
 
 /// One line on stdout that scripts and tests wait for.

@@ -13,7 +13,11 @@ use dynamo_ingest::config::{Overrides, ValidatedConfig};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "dynamo-ingest", version, about = "HTTP and MQTT ingestion into Amazon DynamoDB, within the table's write capacity")]
+#[command(
+    name = "dynamo-ingest",
+    version,
+    about = "HTTP and MQTT ingestion into Amazon DynamoDB, within the table's write capacity"
+)]
 struct Cli {
     /// Config file (TOML). Default: the shipped config/default.toml, embedded in the binary.
     #[arg(long, global = true)]
@@ -60,7 +64,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     dynamo_ingest::telemetry::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dynamo-ingest: cannot start the runtime: {e}");

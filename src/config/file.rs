@@ -196,7 +196,9 @@ impl Default for HttpSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { listen: defaults::admin_listen() }
+        Self {
+            listen: defaults::admin_listen(),
+        }
     }
 }
 
@@ -238,7 +240,9 @@ impl Default for RetrySection {
 
 impl Default for DeadLetterSection {
     fn default() -> Self {
-        Self { path: defaults::dead_letter_path() }
+        Self {
+            path: defaults::dead_letter_path(),
+        }
     }
 }
 

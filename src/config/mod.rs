@@ -23,7 +23,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config {origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
@@ -93,19 +96,26 @@ impl ValidatedConfig {
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let (origin, text) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
                 (p.display().to_string(), text)
             }
-            None => ("(embedded config/default.toml)".to_owned(), DEFAULT_TOML.to_owned()),
+            None => (
+                "(embedded config/default.toml)".to_owned(),
+                DEFAULT_TOML.to_owned(),
+            ),
         };
         Self::from_toml(&origin, &text, overrides)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(origin: &str, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let mut file: FileConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+        let mut file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         if let Some(e) = &overrides.dynamodb_endpoint {
             file.dynamodb.endpoint = Some(e.clone());
         }
@@ -123,7 +133,8 @@ impl ValidatedConfig {
 
     /// The effective configuration as TOML (what `check-config` prints).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.file).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        toml::to_string_pretty(&self.file)
+            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
@@ -148,7 +159,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = load("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err().to_string();
+        let e = load("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lisen"), "{e}");
     }
 
@@ -187,15 +200,23 @@ mod tests {
             admin_listen: None,
         };
         let c = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o).expect("valid");
-        assert_eq!(c.file.dynamodb.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            c.file.dynamodb.endpoint.as_deref(),
+            Some("http://127.0.0.1:9")
+        );
         assert_eq!(c.file.dynamodb.region, "eu-west-1");
         assert_eq!(c.file.http.listen.port(), 0);
     }
 
     #[test]
     fn bad_endpoint_is_named() {
-        let o = Overrides { dynamodb_endpoint: Some("localhost:8000".into()), ..Default::default() };
-        let e = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o).unwrap_err().to_string();
+        let o = Overrides {
+            dynamodb_endpoint: Some("localhost:8000".into()),
+            ..Default::default()
+        };
+        let e = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dynamodb.endpoint"), "{e}");
     }
 }

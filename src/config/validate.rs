@@ -18,16 +18,25 @@ const MAX_ITEM_BYTES: u64 = 400 * 1024;
 pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError> {
     let p = &file.pipeline;
     if p.batch_max_bytes.as_u64() > MAX_BATCH_BYTES || p.batch_max_bytes.as_u64() < MAX_ITEM_BYTES {
-        return Err(err("pipeline.batch_max_bytes", "must be between 400KiB and 16MiB (DynamoDB's item and request limits)"));
+        return Err(err(
+            "pipeline.batch_max_bytes",
+            "must be between 400KiB and 16MiB (DynamoDB's item and request limits)",
+        ));
     }
     if p.queue_max_bytes.as_u64() < MAX_ITEM_BYTES {
-        return Err(err("pipeline.queue_max_bytes", "must hold at least one 400KiB item"));
+        return Err(err(
+            "pipeline.queue_max_bytes",
+            "must hold at least one 400KiB item",
+        ));
     }
     if p.linger > Duration::from_secs(60) {
         return Err(err("pipeline.linger", "must be at most 60s"));
     }
     if p.retry_after < Duration::from_secs(1) {
-        return Err(err("pipeline.retry_after", "must be at least 1s (Retry-After has whole seconds)"));
+        return Err(err(
+            "pipeline.retry_after",
+            "must be at least 1s (Retry-After has whole seconds)",
+        ));
     }
     if file.http.max_body_bytes.as_u64() < 1024 {
         return Err(err("http.max_body_bytes", "must be at least 1KiB"));
@@ -41,16 +50,24 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     }
     if let Some(endpoint) = &d.endpoint {
         let ok = (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-            && endpoint.parse::<hyper::Uri>().is_ok_and(|u| u.host().is_some());
+            && endpoint
+                .parse::<hyper::Uri>()
+                .is_ok_and(|u| u.host().is_some());
         if !ok {
-            return Err(err("dynamodb.endpoint", format!("`{endpoint}` is not an http:// or https:// URL")));
+            return Err(err(
+                "dynamodb.endpoint",
+                format!("`{endpoint}` is not an http:// or https:// URL"),
+            ));
         }
     }
     if d.request_timeout.is_zero() {
         return Err(err("dynamodb.request_timeout", "must be greater than zero"));
     }
     if d.retry.base_delay.is_zero() || d.retry.base_delay > d.retry.max_delay {
-        return Err(err("dynamodb.retry.base_delay", "must be greater than zero and at most dynamodb.retry.max_delay"));
+        return Err(err(
+            "dynamodb.retry.base_delay",
+            "must be greater than zero and at most dynamodb.retry.max_delay",
+        ));
     }
     if file.streams.is_empty() {
         return Err(err("streams", "at least one stream must be configured"));
@@ -65,7 +82,10 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
             if let Some(other) = http_paths.insert(path.pattern().to_owned(), name.clone()) {
                 return Err(err(
                     format!("streams.{name}.http_path"),
-                    format!("`{}` is already the route of stream `{other}`", path.pattern()),
+                    format!(
+                        "`{}` is already the route of stream `{other}`",
+                        path.pattern()
+                    ),
                 ));
             }
         }
@@ -73,15 +93,24 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
             Arc::new(TableSpec {
                 name: section.table.clone(),
                 partition_key: spec.partition_key.clone(),
-                sort_key: spec.sort_key.as_ref().map(|s| KeySpec { name: s.name.clone(), kind: s.kind }),
+                sort_key: spec.sort_key.as_ref().map(|s| KeySpec {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                }),
                 ttl_attribute: None,
             })
         });
-        let sort = spec.sort_key.as_ref().map(|s| KeySpec { name: s.name.clone(), kind: s.kind });
+        let sort = spec.sort_key.as_ref().map(|s| KeySpec {
+            name: s.name.clone(),
+            kind: s.kind,
+        });
         if table.partition_key != spec.partition_key || table.sort_key != sort {
             return Err(err(
                 format!("streams.{name}.partition_key"),
-                format!("table `{}` is used by another stream with a different key schema", section.table),
+                format!(
+                    "table `{}` is used by another stream with a different key schema",
+                    section.table
+                ),
             ));
         }
         if let Some(ttl_attr) = spec.ttl.map(|_| section.ttl_attribute.clone()) {
@@ -89,7 +118,10 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
                 Some(existing) if *existing != ttl_attr => {
                     return Err(err(
                         format!("streams.{name}.ttl_attribute"),
-                        format!("table `{}` already has TTL attribute `{existing}`", section.table),
+                        format!(
+                            "table `{}` already has TTL attribute `{existing}`",
+                            section.table
+                        ),
                     ))
                 }
                 _ => {
@@ -105,23 +137,42 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     for s in &mut streams {
         s.table = tables[&s.table.name].clone();
     }
-    Ok(ValidatedConfig { file, streams, tables: tables.into_values().collect() })
+    Ok(ValidatedConfig {
+        file,
+        streams,
+        tables: tables.into_values().collect(),
+    })
 }
 
 fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
     let at = |key: &str| format!("streams.{name}.{key}");
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(err(format!("streams.{name}"), "stream names may use only ASCII letters, digits, '_' and '-'"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(err(
+            format!("streams.{name}"),
+            "stream names may use only ASCII letters, digits, '_' and '-'",
+        ));
     }
     let table_ok = (3..=255).contains(&s.table.len())
-        && s.table.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && s.table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !table_ok {
-        return Err(err(at("table"), "DynamoDB table names are 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'"));
+        return Err(err(
+            at("table"),
+            "DynamoDB table names are 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+        ));
     }
     if s.partition_key.name.is_empty() {
         return Err(err(at("partition_key.name"), "must not be empty"));
     }
-    let partition_key = KeySpec { name: s.partition_key.name.clone(), kind: s.partition_key.kind };
+    let partition_key = KeySpec {
+        name: s.partition_key.name.clone(),
+        kind: s.partition_key.kind,
+    };
     let sort_key = match &s.sort_key {
         None => None,
         Some(sk) => {
@@ -129,36 +180,54 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
                 return Err(err(at("sort_key.name"), "must not be empty"));
             }
             if sk.name == partition_key.name {
-                return Err(err(at("sort_key.name"), "must differ from the partition key"));
+                return Err(err(
+                    at("sort_key.name"),
+                    "must differ from the partition key",
+                ));
             }
             if sk.source != SortKeySource::Field && sk.kind != KeyType::N {
                 return Err(err(at("sort_key.type"), "a server-assigned sort key (source \"server_time\" or \"auto\") must have type \"N\""));
             }
-            Some(SortKeySpec { name: sk.name.clone(), kind: sk.kind, source: sk.source })
+            Some(SortKeySpec {
+                name: sk.name.clone(),
+                kind: sk.kind,
+                source: sk.source,
+            })
         }
     };
     if let Some(ttl) = s.ttl {
         if ttl < Duration::from_secs(1) {
             return Err(err(at("ttl"), "must be at least 1s"));
         }
-        let key_names = [Some(&partition_key.name), sort_key.as_ref().map(|k| &k.name)];
+        let key_names = [
+            Some(&partition_key.name),
+            sort_key.as_ref().map(|k| &k.name),
+        ];
         if s.ttl_attribute.is_empty() || key_names.contains(&Some(&s.ttl_attribute)) {
-            return Err(err(at("ttl_attribute"), "must be a non-empty, non-key attribute name"));
+            return Err(err(
+                at("ttl_attribute"),
+                "must be a non-empty, non-key attribute name",
+            ));
         }
     }
     for (attr, ty) in &s.attribute_types {
         let key_kind = if *attr == partition_key.name {
             Some(partition_key.kind)
         } else {
-            sort_key.as_ref().filter(|k| k.name == *attr).map(|k| k.kind)
+            sort_key
+                .as_ref()
+                .filter(|k| k.name == *attr)
+                .map(|k| k.kind)
         };
-        let matches = match (key_kind, ty) {
-            (None, _) => true,
-            (Some(KeyType::S), ScalarType::S) | (Some(KeyType::N), ScalarType::N) => true,
-            _ => false,
-        };
+        let matches = matches!(
+            (key_kind, ty),
+            (None, _) | (Some(KeyType::S), ScalarType::S) | (Some(KeyType::N), ScalarType::N)
+        );
         if !matches {
-            return Err(err(format!("streams.{name}.attribute_types.{attr}"), "differs from the key attribute's type"));
+            return Err(err(
+                format!("streams.{name}.attribute_types.{attr}"),
+                "differs from the key attribute's type",
+            ));
         }
     }
     let http_path = match &s.http_path {
@@ -166,7 +235,9 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
         Some(p) => Some(PathTemplate::parse(p).map_err(|e| err(at("http_path"), e))?),
     };
     if let Some(p) = &http_path {
-        if p.pattern().starts_with("/v1/") || ["/log_activity/", "/upload_data", "/add_to_cart/"].contains(&p.pattern()) {
+        if p.pattern().starts_with("/v1/")
+            || ["/log_activity/", "/upload_data", "/add_to_cart/"].contains(&p.pattern())
+        {
             return Err(err(at("http_path"), "collides with a built-in route"));
         }
     }
@@ -175,7 +246,10 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
         table: Arc::new(TableSpec {
             name: s.table.clone(),
             partition_key: partition_key.clone(),
-            sort_key: sort_key.as_ref().map(|k| KeySpec { name: k.name.clone(), kind: k.kind }),
+            sort_key: sort_key.as_ref().map(|k| KeySpec {
+                name: k.name.clone(),
+                kind: k.kind,
+            }),
             ttl_attribute: None,
         }),
         partition_key,
@@ -189,5 +263,8 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
 }
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }

@@ -40,14 +40,21 @@ pub fn from_json(value: Value, depth: usize) -> Result<AttributeValue, AttrError
             if depth >= MAX_DEPTH {
                 return Err(AttrError::TooDeep);
             }
-            AttributeValue::L(items.into_iter().map(|v| from_json(v, depth + 1)).collect::<Result<_, _>>()?)
+            AttributeValue::L(
+                items
+                    .into_iter()
+                    .map(|v| from_json(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         Value::Object(map) => {
             if depth >= MAX_DEPTH {
                 return Err(AttrError::TooDeep);
             }
             AttributeValue::M(
-                map.into_iter().map(|(k, v)| Ok((k, from_json(v, depth + 1)?))).collect::<Result<_, AttrError>>()?,
+                map.into_iter()
+                    .map(|(k, v)| Ok((k, from_json(v, depth + 1)?)))
+                    .collect::<Result<_, AttrError>>()?,
             )
         }
     })
@@ -55,11 +62,18 @@ pub fn from_json(value: Value, depth: usize) -> Result<AttributeValue, AttrError
 
 /// Renders an item in DynamoDB's typed JSON, e.g. `{"user_id":{"S":"U1"}}`.
 pub fn item_to_typed_json(attrs: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(attrs.iter().map(|(k, v)| (k.clone(), to_typed_json(v))).collect())
+    Value::Object(
+        attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), to_typed_json(v)))
+            .collect(),
+    )
 }
 
 fn to_typed_json(v: &AttributeValue) -> Value {
-    let b64 = |b: &aws_sdk_dynamodb::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+    let b64 = |b: &aws_sdk_dynamodb::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
     let tagged = |tag: &str, v: Value| Value::Object(Map::from_iter([(tag.to_owned(), v)]));
     match v {
         AttributeValue::S(s) => tagged("S", Value::String(s.clone())),
@@ -80,11 +94,17 @@ fn to_typed_json(v: &AttributeValue) -> Value {
 pub fn to_plain_json(v: &AttributeValue) -> Value {
     match v {
         AttributeValue::S(s) => Value::String(s.clone()),
-        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(n).map(Value::Number).unwrap_or(Value::String(n.clone())),
+        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(n)
+            .map(Value::Number)
+            .unwrap_or(Value::String(n.clone())),
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Null(_) => Value::Null,
         AttributeValue::L(l) => Value::Array(l.iter().map(to_plain_json).collect()),
-        AttributeValue::M(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_plain_json(v))).collect()),
+        AttributeValue::M(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_plain_json(v)))
+                .collect(),
+        ),
         other => to_typed_json(other),
     }
 }
@@ -100,26 +120,58 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_exact_text() {
-        for text in ["30.5", "0.1", "12345678901234567890123456789012345678", "1e-5", "-0.000001", "67"] {
-            assert_eq!(from_json(json(text), 0), Ok(AttributeValue::N(text.to_owned())), "{text}");
+        for text in [
+            "30.5",
+            "0.1",
+            "12345678901234567890123456789012345678",
+            "1e-5",
+            "-0.000001",
+            "67",
+        ] {
+            assert_eq!(
+                from_json(json(text), 0),
+                Ok(AttributeValue::N(text.to_owned())),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn numbers_beyond_dynamodb_limits_are_rejected() {
-        assert!(matches!(from_json(json("1e400"), 0), Err(AttrError::Number(NumberError::Range(_)))));
-        assert!(matches!(from_json(json(&"1".repeat(39)), 0), Err(AttrError::Number(NumberError::Precision(_)))));
+        assert!(matches!(
+            from_json(json("1e400"), 0),
+            Err(AttrError::Number(NumberError::Range(_)))
+        ));
+        assert!(matches!(
+            from_json(json(&"1".repeat(39)), 0),
+            Err(AttrError::Number(NumberError::Precision(_)))
+        ));
     }
 
     #[test]
     fn types_map_one_to_one() {
-        let v = from_json(json(r#"{"s":"x","b":true,"z":null,"l":[1,"a"],"m":{"k":false}}"#), 0).expect("ok");
-        let AttributeValue::M(m) = v else { panic!("not a map") };
+        let v = from_json(
+            json(r#"{"s":"x","b":true,"z":null,"l":[1,"a"],"m":{"k":false}}"#),
+            0,
+        )
+        .expect("ok");
+        let AttributeValue::M(m) = v else {
+            panic!("not a map")
+        };
         assert_eq!(m["s"], AttributeValue::S("x".into()));
         assert_eq!(m["b"], AttributeValue::Bool(true));
         assert_eq!(m["z"], AttributeValue::Null(true));
-        assert_eq!(m["l"], AttributeValue::L(vec![AttributeValue::N("1".into()), AttributeValue::S("a".into())]));
-        assert_eq!(m["m"], AttributeValue::M(HashMap::from([("k".into(), AttributeValue::Bool(false))])));
+        assert_eq!(
+            m["l"],
+            AttributeValue::L(vec![
+                AttributeValue::N("1".into()),
+                AttributeValue::S("a".into())
+            ])
+        );
+        assert_eq!(
+            m["m"],
+            AttributeValue::M(HashMap::from([("k".into(), AttributeValue::Bool(false))]))
+        );
     }
 
     #[test]
@@ -146,7 +198,8 @@ mod tests {
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z]{1,6}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

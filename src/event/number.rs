@@ -31,7 +31,12 @@ impl Normalized {
         if self.digits.is_empty() {
             return "0".to_owned();
         }
-        format!("{}0.{}e{}", if self.negative { "-" } else { "" }, self.digits, self.exponent)
+        format!(
+            "{}0.{}e{}",
+            if self.negative { "-" } else { "" },
+            self.digits,
+            self.exponent
+        )
     }
 
     /// Bytes DynamoDB counts for this number: 1 + one per two significant digits.
@@ -60,14 +65,17 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(syntax());
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(syntax());
     }
     let mut exponent: i64 = match exp_text {
         None => 0,
         Some(e) => {
             let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-            if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(syntax());
             }
             e.parse::<i64>().map_err(|_| syntax())?
@@ -80,7 +88,11 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
     let digits = all.trim_start_matches('0').trim_end_matches('0').to_owned();
     exponent -= leading as i64;
     if digits.is_empty() {
-        return Ok(Normalized { negative: false, digits, exponent: 0 });
+        return Ok(Normalized {
+            negative: false,
+            digits,
+            exponent: 0,
+        });
     }
     if digits.len() > 38 {
         return Err(NumberError::Precision(text.to_owned()));
@@ -89,7 +101,11 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
     if !(-129..=126).contains(&exponent) {
         return Err(NumberError::Range(text.to_owned()));
     }
-    Ok(Normalized { negative, digits, exponent })
+    Ok(Normalized {
+        negative,
+        digits,
+        exponent,
+    })
 }
 
 #[cfg(test)]
@@ -99,7 +115,10 @@ mod tests {
     #[test]
     fn equal_values_have_one_canonical_form() {
         let forms = ["1", "1.0", "10e-1", "0.1E1", "+1", "001.000"];
-        let c: Vec<_> = forms.iter().map(|f| normalize(f).expect(f).canonical()).collect();
+        let c: Vec<_> = forms
+            .iter()
+            .map(|f| normalize(f).expect(f).canonical())
+            .collect();
         assert!(c.iter().all(|x| x == &c[0]), "{c:?}");
         assert_ne!(normalize("-1").expect("n").canonical(), c[0]);
         assert_eq!(normalize("-0.000").expect("zero").canonical(), "0");
@@ -108,13 +127,19 @@ mod tests {
     #[test]
     fn limits_follow_dynamodb() {
         assert!(normalize(&"9".repeat(38)).is_ok());
-        assert!(matches!(normalize(&"9".repeat(39)), Err(NumberError::Precision(_))));
+        assert!(matches!(
+            normalize(&"9".repeat(39)),
+            Err(NumberError::Precision(_))
+        ));
         assert!(normalize("1e-130").is_ok());
         assert!(matches!(normalize("1e-131"), Err(NumberError::Range(_))));
         assert!(normalize("9.9999999999999999999999999999999999999E+125").is_ok());
         assert!(matches!(normalize("1e126"), Err(NumberError::Range(_))));
         for bad in ["", "-", ".", "1e", "1.2.3", "abc", "1e+-3", "0x10"] {
-            assert!(matches!(normalize(bad), Err(NumberError::Syntax(_))), "{bad}");
+            assert!(
+                matches!(normalize(bad), Err(NumberError::Syntax(_))),
+                "{bad}"
+            );
         }
     }
 

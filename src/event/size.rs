@@ -28,7 +28,12 @@ pub fn value_size(v: &AttributeValue) -> usize {
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
         AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
+        }
         AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
         AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
         AttributeValue::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
@@ -37,7 +42,9 @@ pub fn value_size(v: &AttributeValue) -> usize {
 }
 
 fn number_size(text: &str) -> usize {
-    number::normalize(text).map(|n| n.size()).unwrap_or(text.len())
+    number::normalize(text)
+        .map(|n| n.size())
+        .unwrap_or(text.len())
 }
 
 /// Write capacity units for writing an item of `size` bytes: one per started KB, at least one.
@@ -63,8 +70,15 @@ mod tests {
         let item = HashMap::from([("héllo".to_owned(), s("ü"))]);
         assert_eq!(item_size(&item), 6 + 2, "UTF-8 bytes, not chars");
         let item = HashMap::from([("t".to_owned(), n("30.5"))]);
-        assert_eq!(item_size(&item), 1 + (1 + 2), "3 significant digits = 2 bytes + 1");
-        let item = HashMap::from([("ok".to_owned(), AttributeValue::Bool(true)), ("z".to_owned(), AttributeValue::Null(true))]);
+        assert_eq!(
+            item_size(&item),
+            1 + (1 + 2),
+            "3 significant digits = 2 bytes + 1"
+        );
+        let item = HashMap::from([
+            ("ok".to_owned(), AttributeValue::Bool(true)),
+            ("z".to_owned(), AttributeValue::Null(true)),
+        ]);
         assert_eq!(item_size(&item), 2 + 1 + 1 + 1);
     }
 
@@ -74,7 +88,10 @@ mod tests {
         assert_eq!(item_size(&empty), 1 + 3);
         let list = HashMap::from([("l".to_owned(), AttributeValue::L(vec![s("ab"), n("1")]))]);
         assert_eq!(item_size(&list), 1 + 3 + (1 + 2) + (1 + 2));
-        let map = HashMap::from([("m".to_owned(), AttributeValue::M(HashMap::from([("ip".to_owned(), s("1.2.3.4"))])))]);
+        let map = HashMap::from([(
+            "m".to_owned(),
+            AttributeValue::M(HashMap::from([("ip".to_owned(), s("1.2.3.4"))])),
+        )]);
         assert_eq!(item_size(&map), 1 + 3 + 1 + 2 + 7);
     }
 

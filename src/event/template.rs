@@ -36,13 +36,18 @@ impl PathTemplate {
                     names.push(name);
                     Ok(Segment::Capture(name.to_owned()))
                 } else if seg.contains(['{', '}']) {
-                    Err(format!("`{{name}}` must fill a whole segment in `{pattern}`"))
+                    Err(format!(
+                        "`{{name}}` must fill a whole segment in `{pattern}`"
+                    ))
                 } else {
                     Ok(Segment::Literal(seg.to_owned()))
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { pattern: pattern.to_owned(), segments })
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            segments,
+        })
     }
 
     /// The template as written.
@@ -74,7 +79,10 @@ mod tests {
     #[test]
     fn captures_whole_segments() {
         let t = PathTemplate::parse("sensors/{device_id}/telemetry").expect("valid");
-        assert_eq!(t.matches("sensors/D001/telemetry"), Some(vec![("device_id", "D001")]));
+        assert_eq!(
+            t.matches("sensors/D001/telemetry"),
+            Some(vec![("device_id", "D001")])
+        );
         assert_eq!(t.matches("sensors//telemetry"), None);
         assert_eq!(t.matches("sensors/D001/telemetry/x"), None);
         assert_eq!(t.matches("sensors/D001"), None);

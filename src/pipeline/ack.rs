@@ -28,7 +28,12 @@ pub struct AckOutcome {
 impl Ack {
     /// An ack waiting for `items` items.
     pub fn new(items: usize) -> Self {
-        Self { pending: AtomicUsize::new(items), failed: AtomicUsize::new(0), first_failure: Mutex::new(None), done: Notify::new() }
+        Self {
+            pending: AtomicUsize::new(items),
+            failed: AtomicUsize::new(0),
+            first_failure: Mutex::new(None),
+            done: Notify::new(),
+        }
     }
 
     /// One item reached DynamoDB.
@@ -58,7 +63,11 @@ impl Ack {
         }
         let failed = self.failed.load(Ordering::Acquire);
         let first_failure = self.first_failure.lock().ok().and_then(|f| f.clone());
-        AckOutcome { written: items - failed, failed, first_failure }
+        AckOutcome {
+            written: items - failed,
+            failed,
+            first_failure,
+        }
     }
 }
 
@@ -79,6 +88,13 @@ mod tests {
         assert!(!waiter.is_finished());
         ack.written();
         let outcome = waiter.await.expect("join");
-        assert_eq!(outcome, AckOutcome { written: 2, failed: 1, first_failure: Some("ValidationException: bad".into()) });
+        assert_eq!(
+            outcome,
+            AckOutcome {
+                written: 2,
+                failed: 1,
+                first_failure: Some("ValidationException: bad".into())
+            }
+        );
     }
 }

@@ -60,7 +60,8 @@ impl BatchBuilder {
     pub fn push(&mut self, mut item: Item) -> Option<Batch> {
         let mut done = None;
         if let Some(&i) = self.index.get(&item.key) {
-            let grown = self.current.bytes - self.current.items[i].size as usize + item.size as usize;
+            let grown =
+                self.current.bytes - self.current.items[i].size as usize + item.size as usize;
             if grown <= self.max_bytes {
                 let old = std::mem::replace(&mut self.current.items[i], item);
                 self.current.bytes = grown;
@@ -76,7 +77,8 @@ impl BatchBuilder {
         if self.current.bytes + item.size as usize > self.max_bytes && !self.is_empty() {
             done = Some(self.take());
         }
-        self.index.insert(item.key.clone(), self.current.items.len());
+        self.index
+            .insert(item.key.clone(), self.current.items.len());
         self.current.bytes += item.size as usize;
         item.acks.shrink_to_fit();
         self.current.items.push(item);
@@ -157,7 +159,14 @@ pub async fn run(
     }
     if !left.is_empty() {
         let (n, bytes) = (left.len(), left.iter().map(|i| i.size as usize).sum());
-        dead_letter.write(&metrics, DeadLetterReason::ShutdownDeadline, "still queued at the shutdown deadline", left).await;
+        dead_letter
+            .write(
+                &metrics,
+                DeadLetterReason::ShutdownDeadline,
+                "still queued at the shutdown deadline",
+                left,
+            )
+            .await;
         queue.release(n, bytes);
     }
 }
@@ -195,7 +204,14 @@ async fn forward(
             true
         }
         Err(_) => {
-            dead_letter.write(metrics, DeadLetterReason::ShutdownDeadline, "writer stopped", batch.items).await;
+            dead_letter
+                .write(
+                    metrics,
+                    DeadLetterReason::ShutdownDeadline,
+                    "writer stopped",
+                    batch.items,
+                )
+                .await;
             queue.release(n, bytes);
             false
         }
@@ -205,8 +221,8 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::queue::tests::item;
     use crate::pipeline::queue::bounded;
+    use crate::pipeline::queue::tests::item;
     use metrics::Gauge;
     use proptest::prelude::*;
     use std::collections::HashSet;
@@ -226,7 +242,9 @@ mod tests {
     fn same_key_is_collapsed_last_write_wins() {
         let mut b = BatchBuilder::new(25, 1 << 24);
         let mut first = item("k", 10);
-        first.acks.push(std::sync::Arc::new(crate::pipeline::ack::Ack::new(1)));
+        first
+            .acks
+            .push(std::sync::Arc::new(crate::pipeline::ack::Ack::new(1)));
         b.push(first);
         b.push(item("other", 5));
         let mut second = item("k", 30);
@@ -235,7 +253,11 @@ mod tests {
         let batch = b.take();
         assert_eq!(batch.items.len(), 2);
         assert_eq!(&*batch.items[0].stream, "latest");
-        assert_eq!(batch.items[0].acks.len(), 1, "the replaced write's ack moves to the winner");
+        assert_eq!(
+            batch.items[0].acks.len(),
+            1,
+            "the replaced write's ack moves to the winner"
+        );
         assert_eq!(batch.bytes, 35);
         assert_eq!(b.collapsed, 1);
     }
@@ -284,14 +306,29 @@ mod tests {
         let (out_tx, mut out_rx) = mpsc::channel(4);
         let dir = tempfile::tempdir().expect("tmp");
         let dlq = DeadLetter::new(dir.path().join("dlq.ndjson"));
-        let cfg = BatcherConfig { linger: Duration::from_millis(20), max_bytes: 1 << 20 };
-        let task = tokio::spawn(run(rx, out_tx, cfg, CancellationToken::new(), dlq, TableMetrics::register("T", &[])));
+        let cfg = BatcherConfig {
+            linger: Duration::from_millis(20),
+            max_bytes: 1 << 20,
+        };
+        let task = tokio::spawn(run(
+            rx,
+            out_tx,
+            cfg,
+            CancellationToken::new(),
+            dlq,
+            TableMetrics::register("T", &[]),
+        ));
         let start = Instant::now();
         tx.try_push(vec![item("a", 1), item("b", 1)]).expect("room");
         let batch = out_rx.recv().await.expect("batch");
         assert_eq!(batch.items.len(), 2);
-        assert_eq!(start.elapsed(), Duration::from_millis(20), "flushed exactly at linger");
-        tx.try_push((0..30).map(|i| item(&format!("x{i}"), 1)).collect()).expect("room");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(20),
+            "flushed exactly at linger"
+        );
+        tx.try_push((0..30).map(|i| item(&format!("x{i}"), 1)).collect())
+            .expect("room");
         assert_eq!(out_rx.recv().await.expect("full batch").items.len(), 25);
         drop(tx);
         assert_eq!(out_rx.recv().await.expect("tail").items.len(), 5);

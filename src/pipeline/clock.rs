@@ -33,13 +33,20 @@ impl Default for SortClock {
 
 impl SortClock {
     pub fn new() -> Self {
-        let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         Self::starting_at(Instant::now(), epoch_ms)
     }
 
     /// A clock whose `origin` instant is `epoch_ms` (tests inject time this way).
     pub fn starting_at(origin: Instant, epoch_ms: u64) -> Self {
-        Self { origin, origin_epoch_ms: epoch_ms, shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Self {
+            origin,
+            origin_epoch_ms: epoch_ms,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 
     /// Epoch milliseconds at `now`.
@@ -85,10 +92,20 @@ mod tests {
         let clock = SortClock::starting_at(t0, 1_000_000);
         let stamps: HashSet<u64> = (0..1000).map(|_| clock.assign("U123", t0)).collect();
         assert_eq!(stamps.len(), 1000);
-        assert_eq!(clock.assign("other", t0), 1_000_000, "other keys are independent");
+        assert_eq!(
+            clock.assign("other", t0),
+            1_000_000,
+            "other keys are independent"
+        );
         // Wall time catching up: a later call never goes backwards.
-        assert_eq!(clock.assign("U123", t0 + Duration::from_millis(5)), 1_001_000);
-        assert_eq!(clock.assign("U123", t0 + Duration::from_secs(10)), 1_010_000);
+        assert_eq!(
+            clock.assign("U123", t0 + Duration::from_millis(5)),
+            1_001_000
+        );
+        assert_eq!(
+            clock.assign("U123", t0 + Duration::from_secs(10)),
+            1_010_000
+        );
     }
 
     #[test]

@@ -48,12 +48,33 @@ struct Shared {
 }
 
 /// A queue holding at most `max_items` items and `max_bytes` bytes.
-pub fn bounded(max_items: usize, max_bytes: usize, depth: Gauge, depth_bytes: Gauge) -> (QueueSender, QueueReceiver) {
+pub fn bounded(
+    max_items: usize,
+    max_bytes: usize,
+    depth: Gauge,
+    depth_bytes: Gauge,
+) -> (QueueSender, QueueReceiver) {
     // Every message holds at least one item, so the channel never fills
     // before the reservation does.
     let (tx, rx) = flume::bounded(max_items);
-    let shared = Arc::new(Shared { usage: Mutex::new(Usage { items: 0, bytes: 0, closed: false }), max_items, max_bytes, depth, depth_bytes });
-    (QueueSender { tx, shared: shared.clone() }, QueueReceiver { rx, shared })
+    let shared = Arc::new(Shared {
+        usage: Mutex::new(Usage {
+            items: 0,
+            bytes: 0,
+            closed: false,
+        }),
+        max_items,
+        max_bytes,
+        depth,
+        depth_bytes,
+    });
+    (
+        QueueSender {
+            tx,
+            shared: shared.clone(),
+        },
+        QueueReceiver { rx, shared },
+    )
 }
 
 impl QueueSender {
@@ -67,7 +88,10 @@ impl QueueSender {
         // Reserve and send under one lock, so that `close_and_drain` sees
         // every item that was ever admitted.
         let mut u = self.shared.usage.lock().map_err(|_| QueueFull)?;
-        if u.closed || u.items + n > self.shared.max_items || u.bytes + bytes > self.shared.max_bytes {
+        if u.closed
+            || u.items + n > self.shared.max_items
+            || u.bytes + bytes > self.shared.max_bytes
+        {
             return Err(QueueFull);
         }
         self.tx.try_send(items).map_err(|_| QueueFull)?;
@@ -136,13 +160,25 @@ pub(crate) mod tests {
     async fn admits_whole_requests_within_items_and_bytes() {
         let (tx, rx) = bounded(3, 1000, Gauge::noop(), Gauge::noop());
         assert_eq!(tx.try_push(vec![item("a", 10), item("b", 10)]), Ok(()));
-        assert_eq!(tx.try_push(vec![item("c", 10), item("d", 10)]), Err(QueueFull), "4 items > 3: all refused");
-        assert_eq!(tx.try_push(vec![item("e", 991)]), Err(QueueFull), "bytes bound");
+        assert_eq!(
+            tx.try_push(vec![item("c", 10), item("d", 10)]),
+            Err(QueueFull),
+            "4 items > 3: all refused"
+        );
+        assert_eq!(
+            tx.try_push(vec![item("e", 991)]),
+            Err(QueueFull),
+            "bytes bound"
+        );
         assert_eq!(tx.try_push(vec![item("f", 10)]), Ok(()));
         let first = rx.recv().await.expect("queued");
         assert_eq!(first.len(), 2);
         rx.release(2, 20);
-        assert_eq!(tx.try_push(vec![item("g", 10), item("h", 10)]), Ok(()), "released capacity is reusable");
+        assert_eq!(
+            tx.try_push(vec![item("g", 10), item("h", 10)]),
+            Ok(()),
+            "released capacity is reusable"
+        );
         drop(tx);
         assert_eq!(rx.recv().await.map(|v| v.len()), Some(1));
         assert_eq!(rx.recv().await.map(|v| v.len()), Some(2));

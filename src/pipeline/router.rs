@@ -74,7 +74,10 @@ impl Router {
                     spec: s.clone(),
                     queue: queues.get(&s.table.name)?.clone(),
                     clock: clocks.get(&s.table.name)?.clone(),
-                    sort_key: s.sort_key.as_ref().map(|k| KeySpec { name: k.name.clone(), kind: k.kind }),
+                    sort_key: s.sort_key.as_ref().map(|k| KeySpec {
+                        name: k.name.clone(),
+                        kind: k.kind,
+                    }),
                     metrics: StreamMetrics::register(&s.name),
                 };
                 Some((s.name.clone(), route))
@@ -100,7 +103,10 @@ impl Router {
         wait_written: bool,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
-        let route = self.streams.get(stream).ok_or_else(|| IngestError::UnknownStream(stream.to_owned()))?;
+        let route = self
+            .streams
+            .get(stream)
+            .ok_or_else(|| IngestError::UnknownStream(stream.to_owned()))?;
         let result = route.ingest(events, context, wait_written);
         if let Err(e) = &result {
             let (reason, n) = match e {
@@ -117,7 +123,12 @@ impl Router {
 }
 
 impl StreamRoute {
-    fn ingest(&self, events: Vec<Value>, context: &[(String, String)], wait_written: bool) -> Result<Accepted, IngestError> {
+    fn ingest(
+        &self,
+        events: Vec<Value>,
+        context: &[(String, String)],
+        wait_written: bool,
+    ) -> Result<Accepted, IngestError> {
         let count = events.len();
         if count > self.queue.capacity_items() {
             return Err(IngestError::TooManyEvents(count));
@@ -125,12 +136,16 @@ impl StreamRoute {
         let now = Instant::now();
         let ack = wait_written.then(|| Arc::new(Ack::new(count)));
         let ttl_value = self.spec.ttl.map(|ttl| {
-            let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now_s = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             (now_s + ttl.as_secs()).to_string()
         });
         let mut items = Vec::with_capacity(count);
         for (index, event) in events.into_iter().enumerate() {
-            let mapped = map::map_event(&self.spec, event, context).map_err(|error| IngestError::Invalid { index, error })?;
+            let mapped = map::map_event(&self.spec, event, context)
+                .map_err(|error| IngestError::Invalid { index, error })?;
             let mut attrs = mapped.attrs;
             if mapped.needs_sort_key {
                 if let Some(sk) = &self.sort_key {
@@ -141,11 +156,16 @@ impl StreamRoute {
                 }
             }
             if let Some(ttl) = &ttl_value {
-                attrs.entry(self.spec.ttl_attribute.clone()).or_insert_with(|| AttributeValue::N(ttl.clone()));
+                attrs
+                    .entry(self.spec.ttl_attribute.clone())
+                    .or_insert_with(|| AttributeValue::N(ttl.clone()));
             }
             let size = size::item_size(&attrs);
             if size > MAX_ITEM_BYTES {
-                return Err(IngestError::Invalid { index, error: MapError::TooLarge(size) });
+                return Err(IngestError::Invalid {
+                    index,
+                    error: MapError::TooLarge(size),
+                });
             }
             let key = map::key_id(&attrs, &self.spec.partition_key, self.sort_key.as_ref());
             items.push(Item {
@@ -157,7 +177,9 @@ impl StreamRoute {
                 acks: ack.iter().cloned().collect(),
             });
         }
-        self.queue.try_push(items).map_err(|QueueFull| IngestError::QueueFull)?;
+        self.queue
+            .try_push(items)
+            .map_err(|QueueFull| IngestError::QueueFull)?;
         Ok(Accepted { count, ack })
     }
 }

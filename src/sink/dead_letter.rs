@@ -48,7 +48,10 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(path: PathBuf) -> Self {
-        Self { path: Arc::new(path), lock: Arc::new(Mutex::new(())) }
+        Self {
+            path: Arc::new(path),
+            lock: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -56,11 +59,20 @@ impl DeadLetter {
     }
 
     /// Writes `items` with their reason, then settles their acks as failed.
-    pub async fn write(&self, metrics: &TableMetrics, reason: DeadLetterReason, message: &str, items: Vec<Item>) {
+    pub async fn write(
+        &self,
+        metrics: &TableMetrics,
+        reason: DeadLetterReason,
+        message: &str,
+        items: Vec<Item>,
+    ) {
         if items.is_empty() {
             return;
         }
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let mut buf = Vec::with_capacity(items.len() * 256);
         for item in &items {
             let line = json!({
@@ -78,16 +90,27 @@ impl DeadLetter {
         let path = self.path.clone();
         let lock = self.lock.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let _guard = lock.lock().map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&*path)?;
+            let _guard = lock
+                .lock()
+                .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&*path)?;
             f.write_all(&buf)?;
             f.sync_data()
         })
         .await;
         match written {
-            Ok(Ok(())) => tracing::warn!(table = %metrics.table, reason = reason.label(), items = items.len(), %message, path = %self.path.display(), "items dead-lettered"),
-            Ok(Err(e)) => tracing::error!(table = %metrics.table, items = items.len(), error = %e, path = %self.path.display(), "CANNOT WRITE DEAD-LETTER FILE: items lost"),
-            Err(e) => tracing::error!(table = %metrics.table, items = items.len(), error = %e, "dead-letter task failed: items lost"),
+            Ok(Ok(())) => {
+                tracing::warn!(table = %metrics.table, reason = reason.label(), items = items.len(), %message, path = %self.path.display(), "items dead-lettered")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(table = %metrics.table, items = items.len(), error = %e, path = %self.path.display(), "CANNOT WRITE DEAD-LETTER FILE: items lost")
+            }
+            Err(e) => {
+                tracing::error!(table = %metrics.table, items = items.len(), error = %e, "dead-letter task failed: items lost")
+            }
         }
         metrics.dead_lettered(reason.label(), items.len() as u64);
         let why = format!("{}: {message}", reason.label());

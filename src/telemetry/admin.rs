@@ -34,15 +34,28 @@ impl Health {
         let unreachable: Vec<String> = self
             .reachable
             .lock()
-            .map(|r| r.iter().filter(|(_, ok)| !ok.load(Ordering::Relaxed)).map(|(t, _)| t.clone()).collect())
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, ok)| !ok.load(Ordering::Relaxed))
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let ready = tables && !shutting_down && unreachable.is_empty();
-        (ready, json!({ "ready": ready, "tables_ready": tables, "shutting_down": shutting_down, "dynamodb_unreachable": unreachable }))
+        (
+            ready,
+            json!({ "ready": ready, "tables_ready": tables, "shutting_down": shutting_down, "dynamodb_unreachable": unreachable }),
+        )
     }
 }
 
 /// Serves the admin routes until `shutdown` fires.
-pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc<Health>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             a = listener.accept() => match a { Ok(s) => s, Err(_) => continue },
@@ -55,7 +68,9 @@ pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc
             async move { Ok::<_, std::convert::Infallible>(resp) }
         });
         tokio::spawn(async move {
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -64,14 +79,27 @@ fn route(path: &str, metrics: &PrometheusHandle, health: &Health) -> Response<Fu
     match path {
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(metrics.render())));
-            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
             resp
         }
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => {
             let (ready, body) = health.ready();
-            json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+            json_response(
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                &body,
+            )
         }
-        _ => json_response(StatusCode::NOT_FOUND, &json!({ "error": "not_found", "message": format!("no admin route {path}") })),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({ "error": "not_found", "message": format!("no admin route {path}") }),
+        ),
     }
 }

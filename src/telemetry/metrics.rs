@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
+};
 
 pub const EVENTS_RECEIVED: &str = "dynamo_ingest_events_received_total";
 pub const EVENTS_REJECTED: &str = "dynamo_ingest_events_rejected_total";
@@ -49,40 +52,98 @@ pub const REJECT_REASONS: [&str; 11] = [
     "queue_full",
 ];
 /// Outcomes of one BatchWriteItem call.
-pub const BATCH_OUTCOMES: [&str; 6] = ["ok", "partial", "throttled", "retriable", "validation", "fatal"];
+pub const BATCH_OUTCOMES: [&str; 6] = [
+    "ok",
+    "partial",
+    "throttled",
+    "retriable",
+    "validation",
+    "fatal",
+];
 /// Throttling signals.
-pub const THROTTLE_REASONS: [&str; 3] = ["provisioned_throughput_exceeded", "throttling", "request_limit_exceeded"];
+pub const THROTTLE_REASONS: [&str; 3] = [
+    "provisioned_throughput_exceeded",
+    "throttling",
+    "request_limit_exceeded",
+];
 /// Why a write was retried.
-pub const RETRY_CAUSES: [&str; 6] = ["unprocessed", "throttled", "server_error", "timeout", "connection", "fatal"];
+pub const RETRY_CAUSES: [&str; 6] = [
+    "unprocessed",
+    "throttled",
+    "server_error",
+    "timeout",
+    "connection",
+    "fatal",
+];
 /// Why an item went to the dead-letter file.
 pub const DEAD_LETTER_REASONS: [&str; 3] = ["validation", "fatal", "shutdown_deadline"];
 
 /// Latency buckets (seconds) for the histograms.
-pub const LATENCY_BUCKETS: [f64; 16] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
 
 /// Describes every family and registers the label-less ones.
 pub fn describe() {
-    describe_counter!(EVENTS_RECEIVED, "Events accepted (acknowledged) per stream and source.");
-    describe_counter!(EVENTS_REJECTED, "Events refused before acknowledgement, by reason.");
-    describe_gauge!(QUEUE_DEPTH, "Items accepted and not yet handed to the writer.");
-    describe_gauge!(QUEUE_BYTES, Unit::Bytes, "Bytes accepted and not yet handed to the writer.");
+    describe_counter!(
+        EVENTS_RECEIVED,
+        "Events accepted (acknowledged) per stream and source."
+    );
+    describe_counter!(
+        EVENTS_REJECTED,
+        "Events refused before acknowledgement, by reason."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Items accepted and not yet handed to the writer."
+    );
+    describe_gauge!(
+        QUEUE_BYTES,
+        Unit::Bytes,
+        "Bytes accepted and not yet handed to the writer."
+    );
     describe_counter!(BATCHES, "BatchWriteItem calls by outcome.");
     describe_histogram!(BATCH_ITEMS, "Items per BatchWriteItem call (batch fill).");
-    describe_counter!(BATCH_COLLAPSED, "Writes replaced by a later write of the same key in one batch.");
+    describe_counter!(
+        BATCH_COLLAPSED,
+        "Writes replaced by a later write of the same key in one batch."
+    );
     describe_counter!(ITEMS_WRITTEN, "Items DynamoDB confirmed.");
-    describe_counter!(WCU_CONSUMED, "Write capacity units DynamoDB reported as consumed.");
-    describe_counter!(UNPROCESSED_ITEMS, "Items DynamoDB returned in UnprocessedItems.");
-    describe_counter!(THROTTLED_REQUESTS, "BatchWriteItem calls refused for throttling, by reason.");
+    describe_counter!(
+        WCU_CONSUMED,
+        "Write capacity units DynamoDB reported as consumed."
+    );
+    describe_counter!(
+        UNPROCESSED_ITEMS,
+        "Items DynamoDB returned in UnprocessedItems."
+    );
+    describe_counter!(
+        THROTTLED_REQUESTS,
+        "BatchWriteItem calls refused for throttling, by reason."
+    );
     describe_counter!(RETRIES, "Writes retried, by cause.");
-    describe_counter!(DEAD_LETTER_ITEMS, "Items written to the dead-letter file, by reason.");
-    describe_gauge!(RATE_LIMIT_WCU, "Current write rate limit in WCU/s (0 = unlimited).");
+    describe_counter!(
+        DEAD_LETTER_ITEMS,
+        "Items written to the dead-letter file, by reason."
+    );
+    describe_gauge!(
+        RATE_LIMIT_WCU,
+        "Current write rate limit in WCU/s (0 = unlimited)."
+    );
     describe_histogram!(WRITE_LATENCY, Unit::Seconds, "BatchWriteItem call latency.");
-    describe_histogram!(END_TO_END_LATENCY, Unit::Seconds, "From receipt of an event to DynamoDB's confirmation.");
+    describe_histogram!(
+        END_TO_END_LATENCY,
+        Unit::Seconds,
+        "From receipt of an event to DynamoDB's confirmation."
+    );
     describe_gauge!(IN_FLIGHT, "BatchWriteItem calls in flight.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
     describe_gauge!(MQTT_CONNECTIONS, "Connected MQTT clients.");
-    describe_counter!(MQTT_UNROUTABLE, "MQTT messages whose topic matches no stream.");
+    describe_counter!(
+        MQTT_UNROUTABLE,
+        "MQTT messages whose topic matches no stream."
+    );
     gauge!(MQTT_CONNECTIONS).set(0.0);
     counter!(MQTT_UNROUTABLE).increment(0);
     for class in ["2xx", "4xx", "5xx"] {
@@ -100,7 +161,8 @@ pub struct StreamMetrics {
 impl StreamMetrics {
     pub fn register(stream: &str) -> Self {
         for source in SOURCES {
-            counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => source).increment(0);
+            counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => source)
+                .increment(0);
             for reason in REJECT_REASONS {
                 counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "source" => source, "reason" => reason).increment(0);
             }
@@ -163,7 +225,12 @@ impl TableMetrics {
             in_flight: gauge!(IN_FLIGHT, "table" => t()),
             end_to_end: streams
                 .iter()
-                .map(|s| (s.clone(), histogram!(END_TO_END_LATENCY, "stream" => s.to_string())))
+                .map(|s| {
+                    (
+                        s.clone(),
+                        histogram!(END_TO_END_LATENCY, "stream" => s.to_string()),
+                    )
+                })
                 .collect(),
         };
         m.queue_depth.set(0.0);
@@ -189,7 +256,8 @@ impl TableMetrics {
     }
 
     pub fn throttled(&self, reason: &'static str) {
-        counter!(THROTTLED_REQUESTS, "table" => self.table.clone(), "reason" => reason).increment(1);
+        counter!(THROTTLED_REQUESTS, "table" => self.table.clone(), "reason" => reason)
+            .increment(1);
     }
 
     pub fn retry(&self, cause: &'static str) {

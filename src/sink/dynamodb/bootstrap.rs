@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ScalarAttributeType, TableDescription,
-    TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ScalarAttributeType,
+    TableDescription, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use tokio::time::Instant;
@@ -20,7 +20,11 @@ use crate::config::{KeySpec, KeyType, TableSpec};
 pub enum BootstrapError {
     /// The table exists with other keys: a configuration error (exit 64).
     #[error("table `{table}` has key schema {actual}, but the config says {expected}")]
-    SchemaMismatch { table: String, expected: String, actual: String },
+    SchemaMismatch {
+        table: String,
+        expected: String,
+        actual: String,
+    },
     #[error("table `{0}` does not exist and dynamodb.create_tables is off")]
     Missing(String),
     #[error("DynamoDB not usable for table `{table}` within dynamodb.startup_timeout: {message}")]
@@ -28,7 +32,12 @@ pub enum BootstrapError {
 }
 
 /// Makes every table usable or says why not.
-pub async fn ensure_tables(client: &Client, tables: &[std::sync::Arc<TableSpec>], create: bool, timeout: Duration) -> Result<(), BootstrapError> {
+pub async fn ensure_tables(
+    client: &Client,
+    tables: &[std::sync::Arc<TableSpec>],
+    create: bool,
+    timeout: Duration,
+) -> Result<(), BootstrapError> {
     let deadline = Instant::now() + timeout;
     for table in tables {
         ensure_table(client, table, create, deadline).await?;
@@ -36,8 +45,16 @@ pub async fn ensure_tables(client: &Client, tables: &[std::sync::Arc<TableSpec>]
     Ok(())
 }
 
-async fn ensure_table(client: &Client, table: &TableSpec, create: bool, deadline: Instant) -> Result<(), BootstrapError> {
-    let unavailable = |message: String| BootstrapError::Unavailable { table: table.name.clone(), message };
+async fn ensure_table(
+    client: &Client,
+    table: &TableSpec,
+    create: bool,
+    deadline: Instant,
+) -> Result<(), BootstrapError> {
+    let unavailable = |message: String| BootstrapError::Unavailable {
+        table: table.name.clone(),
+        message,
+    };
     let mut delay = Duration::from_millis(50);
     let mut created = false;
     loop {
@@ -65,13 +82,19 @@ async fn ensure_table(client: &Client, table: &TableSpec, create: bool, deadline
                             continue;
                         }
                         Err(e) if e.code() == Some("ResourceInUseException") => created = true,
-                        Err(e) => tracing::warn!(table = %table.name, error = %e, "CreateTable failed; retrying"),
+                        Err(e) => {
+                            tracing::warn!(table = %table.name, error = %e, "CreateTable failed; retrying")
+                        }
                     }
                 }
             }
             Err(e) => {
                 let message = match &e {
-                    SdkError::ServiceError(se) => format!("{}: {}", se.err().code().unwrap_or("error"), se.err().message().unwrap_or("")),
+                    SdkError::ServiceError(se) => format!(
+                        "{}: {}",
+                        se.err().code().unwrap_or("error"),
+                        se.err().message().unwrap_or("")
+                    ),
                     other => format!("{other:?}"),
                 };
                 if Instant::now() >= deadline {
@@ -89,29 +112,54 @@ async fn ensure_table(client: &Client, table: &TableSpec, create: bool, deadline
 }
 
 fn check_schema(table: &TableSpec, desc: &TableDescription) -> Result<(), BootstrapError> {
-    let types: std::collections::HashMap<&str, &ScalarAttributeType> =
-        desc.attribute_definitions().iter().map(|a| (a.attribute_name(), a.attribute_type())).collect();
+    let types: std::collections::HashMap<&str, &ScalarAttributeType> = desc
+        .attribute_definitions()
+        .iter()
+        .map(|a| (a.attribute_name(), a.attribute_type()))
+        .collect();
     let render = |keys: &[(String, String, String)]| {
-        keys.iter().map(|(n, k, t)| format!("{n} {t} ({k})")).collect::<Vec<_>>().join(", ")
+        keys.iter()
+            .map(|(n, k, t)| format!("{n} {t} ({k})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let actual: Vec<(String, String, String)> = desc
         .key_schema()
         .iter()
         .map(|k| {
-            let ty = types.get(k.attribute_name()).map(|t| t.as_str().to_owned()).unwrap_or_default();
-            (k.attribute_name().to_owned(), k.key_type().as_str().to_owned(), ty)
+            let ty = types
+                .get(k.attribute_name())
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default();
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+                ty,
+            )
         })
         .collect();
-    let mut expected = vec![(table.partition_key.name.clone(), "HASH".to_owned(), type_name(&table.partition_key).to_owned())];
+    let mut expected = vec![(
+        table.partition_key.name.clone(),
+        "HASH".to_owned(),
+        type_name(&table.partition_key).to_owned(),
+    )];
     if let Some(sk) = &table.sort_key {
-        expected.push((sk.name.clone(), "RANGE".to_owned(), type_name(sk).to_owned()));
+        expected.push((
+            sk.name.clone(),
+            "RANGE".to_owned(),
+            type_name(sk).to_owned(),
+        ));
     }
     let mut a = actual.clone();
     a.sort();
     let mut e = expected.clone();
     e.sort();
     if a != e {
-        return Err(BootstrapError::SchemaMismatch { table: table.name.clone(), expected: render(&expected), actual: render(&actual) });
+        return Err(BootstrapError::SchemaMismatch {
+            table: table.name.clone(),
+            expected: render(&expected),
+            actual: render(&actual),
+        });
     }
     Ok(())
 }
@@ -131,15 +179,28 @@ fn scalar(k: &KeySpec) -> ScalarAttributeType {
 }
 
 async fn create_table(client: &Client, table: &TableSpec) -> Result<(), aws_sdk_dynamodb::Error> {
-    let mut req = client.create_table().table_name(&table.name).billing_mode(BillingMode::PayPerRequest);
+    let mut req = client
+        .create_table()
+        .table_name(&table.name)
+        .billing_mode(BillingMode::PayPerRequest);
     let mut keys = vec![(&table.partition_key, DdbKeyType::Hash)];
     if let Some(sk) = &table.sort_key {
         keys.push((sk, DdbKeyType::Range));
     }
     for (k, kind) in keys {
         req = req
-            .key_schema(KeySchemaElement::builder().attribute_name(&k.name).key_type(kind).build()?)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name(&k.name).attribute_type(scalar(k)).build()?);
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(&k.name)
+                    .key_type(kind)
+                    .build()?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&k.name)
+                    .attribute_type(scalar(k))
+                    .build()?,
+            );
     }
     req.send().await?;
     Ok(())
@@ -148,12 +209,26 @@ async fn create_table(client: &Client, table: &TableSpec) -> Result<(), aws_sdk_
 /// Enables TTL on a table the gateway created; a failure (e.g. dynalite has
 /// no UpdateTimeToLive) is a warning, not a reason to stop.
 async fn enable_ttl(client: &Client, table: &TableSpec) {
-    let Some(attr) = &table.ttl_attribute else { return };
-    let spec = match TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build() {
-        Ok(s) => s,
-        Err(e) => return tracing::warn!(table = %table.name, error = %e, "cannot build TTL specification"),
+    let Some(attr) = &table.ttl_attribute else {
+        return;
     };
-    match client.update_time_to_live().table_name(&table.name).time_to_live_specification(spec).send().await {
+    let spec = match TimeToLiveSpecification::builder()
+        .attribute_name(attr)
+        .enabled(true)
+        .build()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return tracing::warn!(table = %table.name, error = %e, "cannot build TTL specification")
+        }
+    };
+    match client
+        .update_time_to_live()
+        .table_name(&table.name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+    {
         Ok(_) => tracing::info!(table = %table.name, attribute = %attr, "enabled TTL"),
         Err(e) => tracing::warn!(
             table = %table.name,

@@ -31,7 +31,13 @@ pub async fn build(config: &ValidatedConfig) -> Client {
     if let Some(endpoint) = &d.endpoint {
         loader = loader.endpoint_url(endpoint.clone());
         if is_loopback(endpoint) {
-            loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "dynamo-ingest-local"));
+            loader = loader.credentials_provider(Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "dynamo-ingest-local",
+            ));
         }
     }
     Client::new(&loader.load().await)
@@ -43,7 +49,12 @@ pub fn is_loopback(endpoint: &str) -> bool {
         .parse::<hyper::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_owned))
-        .is_some_and(|h| h == "localhost" || h == "[::1]" || h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h == "[::1]"
+                || h.parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 #[cfg(test)]

@@ -19,23 +19,41 @@ pub fn write_requests(items: &[Item]) -> Vec<WriteRequest> {
     items
         .iter()
         .filter_map(|item| {
-            let put = PutRequest::builder().set_item(Some(item.attrs.clone())).build().ok()?;
+            let put = PutRequest::builder()
+                .set_item(Some(item.attrs.clone()))
+                .build()
+                .ok()?;
             Some(WriteRequest::builder().put_request(put).build())
         })
         .collect()
 }
 
 /// Indexes of `items` that `output` returned as unprocessed for `table`.
-pub fn unprocessed_indexes(table: &TableSpec, items: &[Item], output: &BatchWriteItemOutput) -> Vec<usize> {
+pub fn unprocessed_indexes(
+    table: &TableSpec,
+    items: &[Item],
+    output: &BatchWriteItemOutput,
+) -> Vec<usize> {
     let Some(returned) = output.unprocessed_items().and_then(|u| u.get(&table.name)) else {
         return Vec::new();
     };
-    let by_key: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (&*it.key, i)).collect();
-    let sort = table.sort_key.as_ref().map(|k| KeySpec { name: k.name.clone(), kind: k.kind });
+    let by_key: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (&*it.key, i))
+        .collect();
+    let sort = table.sort_key.as_ref().map(|k| KeySpec {
+        name: k.name.clone(),
+        kind: k.kind,
+    });
     let mut out: Vec<usize> = returned
         .iter()
         .filter_map(|w| w.put_request())
-        .filter_map(|p| by_key.get(&*key_id(p.item(), &table.partition_key, sort.as_ref())).copied())
+        .filter_map(|p| {
+            by_key
+                .get(&*key_id(p.item(), &table.partition_key, sort.as_ref()))
+                .copied()
+        })
         .collect();
     out.sort_unstable();
     out.dedup();

@@ -16,10 +16,16 @@ use rand::Rng;
 pub enum WriteError {
     /// DynamoDB refused for capacity: back off, retry the same items.
     #[error("throttled ({reason}): {message}")]
-    Throttled { reason: &'static str, message: String },
+    Throttled {
+        reason: &'static str,
+        message: String,
+    },
     /// Transient (5xx, timeout, connection): back off, retry.
     #[error("transient failure ({cause}): {message}")]
-    Retriable { cause: &'static str, message: String },
+    Retriable {
+        cause: &'static str,
+        message: String,
+    },
     /// Something in the request is invalid: split the batch to find the item.
     #[error("rejected by DynamoDB: {message}")]
     Validation { message: String },
@@ -57,42 +63,89 @@ where
 {
     match err {
         SdkError::ServiceError(se) => classify_service(se.err()),
-        SdkError::TimeoutError(_) => WriteError::Retriable { cause: "timeout", message: "request timed out".to_owned() },
+        SdkError::TimeoutError(_) => WriteError::Retriable {
+            cause: "timeout",
+            message: "request timed out".to_owned(),
+        },
         SdkError::DispatchFailure(d) => {
-            let cause = if d.is_timeout() { "timeout" } else { "connection" };
-            WriteError::Retriable { cause, message: format!("{:?}", d.as_connector_error()) }
+            let cause = if d.is_timeout() {
+                "timeout"
+            } else {
+                "connection"
+            };
+            WriteError::Retriable {
+                cause,
+                message: format!("{:?}", d.as_connector_error()),
+            }
         }
-        SdkError::ResponseError(r) => WriteError::Retriable { cause: "server_error", message: format!("unparseable response: {r:?}") },
-        SdkError::ConstructionFailure(c) => WriteError::Fatal { message: format!("cannot build request: {c:?}") },
-        other => WriteError::Retriable { cause: "connection", message: format!("{other:?}") },
+        SdkError::ResponseError(r) => WriteError::Retriable {
+            cause: "server_error",
+            message: format!("unparseable response: {r:?}"),
+        },
+        SdkError::ConstructionFailure(c) => WriteError::Fatal {
+            message: format!("cannot build request: {c:?}"),
+        },
+        other => WriteError::Retriable {
+            cause: "connection",
+            message: format!("{other:?}"),
+        },
     }
 }
 
 fn classify_service(e: &BatchWriteItemError) -> WriteError {
-    let message = e.message().filter(|m| !m.is_empty()).map(str::to_owned).unwrap_or_else(|| e.to_string());
+    let message = e
+        .message()
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| e.to_string());
     match e {
-        BatchWriteItemError::ProvisionedThroughputExceededException(_) => {
-            WriteError::Throttled { reason: "provisioned_throughput_exceeded", message }
-        }
-        BatchWriteItemError::ThrottlingException(_) => WriteError::Throttled { reason: "throttling", message },
-        BatchWriteItemError::RequestLimitExceeded(_) => WriteError::Throttled { reason: "request_limit_exceeded", message },
-        BatchWriteItemError::InternalServerError(_) | BatchWriteItemError::ReplicatedWriteConflictException(_) => {
-            WriteError::Retriable { cause: "server_error", message }
-        }
+        BatchWriteItemError::ProvisionedThroughputExceededException(_) => WriteError::Throttled {
+            reason: "provisioned_throughput_exceeded",
+            message,
+        },
+        BatchWriteItemError::ThrottlingException(_) => WriteError::Throttled {
+            reason: "throttling",
+            message,
+        },
+        BatchWriteItemError::RequestLimitExceeded(_) => WriteError::Throttled {
+            reason: "request_limit_exceeded",
+            message,
+        },
+        BatchWriteItemError::InternalServerError(_)
+        | BatchWriteItemError::ReplicatedWriteConflictException(_) => WriteError::Retriable {
+            cause: "server_error",
+            message,
+        },
         // An item collection over 10 GB (LSI): a property of particular items.
-        BatchWriteItemError::ItemCollectionSizeLimitExceededException(_) => WriteError::Validation { message },
-        BatchWriteItemError::ResourceNotFoundException(_) | BatchWriteItemError::InvalidEndpointException(_) => {
-            WriteError::Fatal { message: format!("{}: {message}", e.code().unwrap_or("error")) }
+        BatchWriteItemError::ItemCollectionSizeLimitExceededException(_) => {
+            WriteError::Validation { message }
         }
+        BatchWriteItemError::ResourceNotFoundException(_)
+        | BatchWriteItemError::InvalidEndpointException(_) => WriteError::Fatal {
+            message: format!("{}: {message}", e.code().unwrap_or("error")),
+        },
         _ => match e.code() {
-            Some("ValidationException" | "SerializationException") => WriteError::Validation { message },
+            Some("ValidationException" | "SerializationException") => {
+                WriteError::Validation { message }
+            }
             Some("ThrottlingException" | "ThrottlingError" | "TooManyRequestsException") => {
-                WriteError::Throttled { reason: "throttling", message }
+                WriteError::Throttled {
+                    reason: "throttling",
+                    message,
+                }
             }
-            Some("InternalFailure" | "InternalServerError" | "ServiceUnavailable" | "ServiceUnavailableException") => {
-                WriteError::Retriable { cause: "server_error", message }
-            }
-            code => WriteError::Fatal { message: format!("{}: {message}", code.unwrap_or("unknown error")) },
+            Some(
+                "InternalFailure"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException",
+            ) => WriteError::Retriable {
+                cause: "server_error",
+                message,
+            },
+            code => WriteError::Fatal {
+                message: format!("{}: {message}", code.unwrap_or("unknown error")),
+            },
         },
     }
 }
@@ -123,7 +176,8 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::error::ErrorMetadata;
     use aws_sdk_dynamodb::types::error::{
-        InternalServerError, ProvisionedThroughputExceededException, ResourceNotFoundException, ThrottlingException,
+        InternalServerError, ProvisionedThroughputExceededException, ResourceNotFoundException,
+        ThrottlingException,
     };
     use aws_smithy_runtime_api::http::{Response, StatusCode};
     use aws_smithy_types::body::SdkBody;
@@ -140,7 +194,9 @@ mod tests {
     #[test]
     fn typed_errors_are_classified() {
         let pte = BatchWriteItemError::ProvisionedThroughputExceededException(
-            ProvisionedThroughputExceededException::builder().message("slow down").build(),
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .build(),
         );
         match classify(&service(pte, 400)) {
             WriteError::Throttled { reason, message } => {
@@ -149,32 +205,79 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let thr = BatchWriteItemError::ThrottlingException(ThrottlingException::builder().message("t").build());
-        assert!(matches!(classify(&service(thr, 400)), WriteError::Throttled { reason: "throttling", .. }));
-        let ise = BatchWriteItemError::InternalServerError(InternalServerError::builder().message("x").build());
-        assert!(matches!(classify(&service(ise, 500)), WriteError::Retriable { cause: "server_error", .. }));
-        let rnf = BatchWriteItemError::ResourceNotFoundException(ResourceNotFoundException::builder().message("gone").build());
-        assert!(matches!(classify(&service(rnf, 400)), WriteError::Fatal { .. }));
+        let thr = BatchWriteItemError::ThrottlingException(
+            ThrottlingException::builder().message("t").build(),
+        );
+        assert!(matches!(
+            classify(&service(thr, 400)),
+            WriteError::Throttled {
+                reason: "throttling",
+                ..
+            }
+        ));
+        let ise = BatchWriteItemError::InternalServerError(
+            InternalServerError::builder().message("x").build(),
+        );
+        assert!(matches!(
+            classify(&service(ise, 500)),
+            WriteError::Retriable {
+                cause: "server_error",
+                ..
+            }
+        ));
+        let rnf = BatchWriteItemError::ResourceNotFoundException(
+            ResourceNotFoundException::builder().message("gone").build(),
+        );
+        assert!(matches!(
+            classify(&service(rnf, 400)),
+            WriteError::Fatal { .. }
+        ));
     }
 
     #[test]
     fn unmodeled_codes_are_classified_by_code() {
-        assert_eq!(classify(&service(generic("ValidationException"), 400)), WriteError::Validation { message: "m".into() });
-        assert!(matches!(classify(&service(generic("ThrottlingException"), 400)), WriteError::Throttled { .. }));
-        assert!(matches!(classify(&service(generic("ServiceUnavailable"), 503)), WriteError::Retriable { .. }));
-        assert!(matches!(classify(&service(generic("UnrecognizedClientException"), 400)), WriteError::Fatal { .. }));
-        assert!(matches!(classify(&service(generic("AccessDeniedException"), 400)), WriteError::Fatal { .. }));
+        assert_eq!(
+            classify(&service(generic("ValidationException"), 400)),
+            WriteError::Validation {
+                message: "m".into()
+            }
+        );
+        assert!(matches!(
+            classify(&service(generic("ThrottlingException"), 400)),
+            WriteError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(&service(generic("ServiceUnavailable"), 503)),
+            WriteError::Retriable { .. }
+        ));
+        assert!(matches!(
+            classify(&service(generic("UnrecognizedClientException"), 400)),
+            WriteError::Fatal { .. }
+        ));
+        assert!(matches!(
+            classify(&service(generic("AccessDeniedException"), 400)),
+            WriteError::Fatal { .. }
+        ));
     }
 
     #[test]
     fn timeouts_are_retriable() {
         let e: SdkError<BatchWriteItemError, Response> = SdkError::timeout_error("slow");
-        assert!(matches!(classify(&e), WriteError::Retriable { cause: "timeout", .. }));
+        assert!(matches!(
+            classify(&e),
+            WriteError::Retriable {
+                cause: "timeout",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn backoff_stays_within_full_jitter_bounds() {
-        let b = Backoff { base: Duration::from_millis(25), max: Duration::from_secs(5) };
+        let b = Backoff {
+            base: Duration::from_millis(25),
+            max: Duration::from_secs(5),
+        };
         assert_eq!(b.ceiling(0), Duration::from_millis(25));
         assert_eq!(b.ceiling(3), Duration::from_millis(200));
         assert_eq!(b.ceiling(10), Duration::from_secs(5));

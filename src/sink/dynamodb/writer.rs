@@ -41,7 +41,11 @@ pub struct WriteOutcome {
 /// One BatchWriteItem call. The SDK implements it in production; tests
 /// script it.
 pub trait BatchWrite: Send + Sync + 'static {
-    fn write(&self, table: &TableSpec, items: &[Item]) -> impl Future<Output = Result<WriteOutcome, WriteError>> + Send;
+    fn write(
+        &self,
+        table: &TableSpec,
+        items: &[Item],
+    ) -> impl Future<Output = Result<WriteOutcome, WriteError>> + Send;
 }
 
 /// Writer settings.
@@ -78,7 +82,15 @@ pub async fn run<W: BatchWrite>(
     reachable: Arc<AtomicBool>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let ctx = Arc::new(Ctx { table, writer, config, abort, dead_letter, metrics, reachable });
+    let ctx = Arc::new(Ctx {
+        table,
+        writer,
+        config,
+        abort,
+        dead_letter,
+        metrics,
+        reachable,
+    });
     // Keys (hashed) of the batches in flight: a batch holding a key that is
     // still being written waits, so two writes of one key keep their order
     // (last write wins) even with several calls in flight.
@@ -135,7 +147,9 @@ fn key_hash(key: &str) -> u64 {
 }
 
 fn conflicts(held: &Mutex<HashMap<u64, u32>>, hashes: &[u64]) -> bool {
-    held.lock().map(|held| !held.is_empty() && hashes.iter().any(|h| held.contains_key(h))).unwrap_or(false)
+    held.lock()
+        .map(|held| !held.is_empty() && hashes.iter().any(|h| held.contains_key(h)))
+        .unwrap_or(false)
 }
 
 /// Writes one batch to completion (written or dead-lettered).
@@ -152,13 +166,20 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
         loop {
             if ctx.abort.is_cancelled() {
                 ctx.dead_letter
-                    .write(&ctx.metrics, DeadLetterReason::ShutdownDeadline, "unwritten at the shutdown deadline", pending)
+                    .write(
+                        &ctx.metrics,
+                        DeadLetterReason::ShutdownDeadline,
+                        "unwritten at the shutdown deadline",
+                        pending,
+                    )
                     .await;
                 break;
             }
             let started = Instant::now();
             let result = ctx.writer.write(&ctx.table, &pending).await;
-            ctx.metrics.write_latency.record(started.elapsed().as_secs_f64());
+            ctx.metrics
+                .write_latency
+                .record(started.elapsed().as_secs_f64());
             let retry_cause = match result {
                 Ok(outcome) => {
                     ctx.reachable.store(true, Ordering::Relaxed);
@@ -178,7 +199,14 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     ctx.reachable.store(true, Ordering::Relaxed);
                     ctx.metrics.batch("validation");
                     if pending.len() == 1 {
-                        ctx.dead_letter.write(&ctx.metrics, DeadLetterReason::Validation, &message, pending).await;
+                        ctx.dead_letter
+                            .write(
+                                &ctx.metrics,
+                                DeadLetterReason::Validation,
+                                &message,
+                                pending,
+                            )
+                            .await;
                     } else {
                         let second = pending.split_off(pending.len() / 2);
                         groups.push(second);
@@ -193,12 +221,16 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                             ctx.reachable.store(true, Ordering::Relaxed);
                             ctx.metrics.throttled(reason);
                         }
-                        WriteError::Retriable { .. } => ctx.reachable.store(false, Ordering::Relaxed),
+                        WriteError::Retriable { .. } => {
+                            ctx.reachable.store(false, Ordering::Relaxed)
+                        }
                         WriteError::Fatal { message } => {
                             fatal_attempts += 1;
                             if fatal_attempts > ctx.config.max_fatal_attempts {
                                 let message = message.clone();
-                                ctx.dead_letter.write(&ctx.metrics, DeadLetterReason::Fatal, &message, pending).await;
+                                ctx.dead_letter
+                                    .write(&ctx.metrics, DeadLetterReason::Fatal, &message, pending)
+                                    .await;
                                 break;
                             }
                         }
@@ -231,7 +263,9 @@ fn settle_written<W>(ctx: &Ctx<W>, items: Vec<Item>, unprocessed: &[usize]) -> V
             continue;
         }
         written += 1;
-        ctx.metrics.end_to_end_for(&item.stream).record(now.saturating_duration_since(item.received).as_secs_f64());
+        ctx.metrics
+            .end_to_end_for(&item.stream)
+            .record(now.saturating_duration_since(item.received).as_secs_f64());
         for ack in &item.acks {
             ack.written();
         }
@@ -256,19 +290,25 @@ mod tests {
     use crate::pipeline::queue::tests::item;
     use std::collections::VecDeque;
 
+    type Rule = fn(&[Item]) -> Result<WriteOutcome, WriteError>;
+
     /// A scripted BatchWriteItem: each call pops the next scripted answer
     /// (or applies `rule` when the script is empty) and records what it got.
     #[derive(Default)]
     struct Scripted {
         script: Mutex<VecDeque<Result<WriteOutcome, WriteError>>>,
-        rule: Option<fn(&[Item]) -> Result<WriteOutcome, WriteError>>,
+        rule: Option<Rule>,
         calls: Mutex<Vec<Vec<String>>>,
         written: Mutex<Vec<String>>,
         delay: Duration,
     }
 
     impl BatchWrite for Scripted {
-        async fn write(&self, _table: &TableSpec, items: &[Item]) -> Result<WriteOutcome, WriteError> {
+        async fn write(
+            &self,
+            _table: &TableSpec,
+            items: &[Item],
+        ) -> Result<WriteOutcome, WriteError> {
             let keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
             self.calls.lock().expect("lock").push(keys.clone());
             if !self.delay.is_zero() {
@@ -282,7 +322,12 @@ mod tests {
             };
             if let Ok(o) = &answer {
                 let mut w = self.written.lock().expect("lock");
-                w.extend(keys.iter().enumerate().filter(|(i, _)| !o.unprocessed.contains(i)).map(|(_, k)| k.clone()));
+                w.extend(
+                    keys.iter()
+                        .enumerate()
+                        .filter(|(i, _)| !o.unprocessed.contains(i))
+                        .map(|(_, k)| k.clone()),
+                );
             }
             answer
         }
@@ -305,13 +350,19 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let table = Arc::new(TableSpec {
             name: "T".into(),
-            partition_key: KeySpec { name: "k".into(), kind: KeyType::S },
+            partition_key: KeySpec {
+                name: "k".into(),
+                kind: KeyType::S,
+            },
             sort_key: None,
             ttl_attribute: None,
         });
         let config = WriterConfig {
             max_in_flight,
-            backoff: Backoff { base: Duration::from_millis(10), max: Duration::from_secs(1) },
+            backoff: Backoff {
+                base: Duration::from_millis(10),
+                max: Duration::from_secs(1),
+            },
             max_fatal_attempts: 2,
         };
         let task = tokio::spawn(run(
@@ -324,7 +375,14 @@ mod tests {
             TableMetrics::register("T", &[]),
             Arc::new(AtomicBool::new(true)),
         ));
-        Harness { fake, dlq_path, _dir: dir, abort, tx, task }
+        Harness {
+            fake,
+            dlq_path,
+            _dir: dir,
+            abort,
+            tx,
+            task,
+        }
     }
 
     fn batch(keys: &[&str], ack: Option<&Arc<Ack>>) -> Batch {
@@ -336,7 +394,10 @@ mod tests {
                 it
             })
             .collect();
-        Batch { bytes: items.len() * 10, items }
+        Batch {
+            bytes: items.len() * 10,
+            items,
+        }
     }
 
     fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -351,16 +412,28 @@ mod tests {
     async fn unprocessed_items_are_resent_until_written() {
         let fake = Scripted::default();
         fake.script.lock().expect("lock").extend([
-            Ok(WriteOutcome { unprocessed: vec![0, 2], consumed_wcu: Some(1.0) }),
-            Ok(WriteOutcome { unprocessed: vec![1], consumed_wcu: Some(1.0) }),
+            Ok(WriteOutcome {
+                unprocessed: vec![0, 2],
+                consumed_wcu: Some(1.0),
+            }),
+            Ok(WriteOutcome {
+                unprocessed: vec![1],
+                consumed_wcu: Some(1.0),
+            }),
         ]);
         let h = start(fake, 2);
         let ack = Arc::new(Ack::new(3));
-        h.tx.send(batch(&["a", "b", "c"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["a", "b", "c"], Some(&ack)))
+            .await
+            .expect("send");
         let outcome = ack.wait(3).await;
         assert_eq!(outcome.written, 3);
         let calls = h.fake.calls.lock().expect("lock").clone();
-        assert_eq!(calls, vec![vec!["a", "b", "c"], vec!["a", "c"], vec!["c"]], "only unprocessed items are re-sent");
+        assert_eq!(
+            calls,
+            vec![vec!["a", "b", "c"], vec!["a", "c"], vec!["c"]],
+            "only unprocessed items are re-sent"
+        );
         let mut written = h.fake.written.lock().expect("lock").clone();
         written.sort();
         assert_eq!(written, ["a", "b", "c"]);
@@ -373,18 +446,33 @@ mod tests {
     async fn throttling_and_server_errors_are_retried_with_backoff() {
         let fake = Scripted::default();
         fake.script.lock().expect("lock").extend([
-            Err(WriteError::Throttled { reason: "throttling", message: "slow".into() }),
-            Err(WriteError::Retriable { cause: "server_error", message: "500".into() }),
-            Err(WriteError::Throttled { reason: "provisioned_throughput_exceeded", message: "slow".into() }),
+            Err(WriteError::Throttled {
+                reason: "throttling",
+                message: "slow".into(),
+            }),
+            Err(WriteError::Retriable {
+                cause: "server_error",
+                message: "500".into(),
+            }),
+            Err(WriteError::Throttled {
+                reason: "provisioned_throughput_exceeded",
+                message: "slow".into(),
+            }),
         ]);
         let h = start(fake, 1);
         let ack = Arc::new(Ack::new(2));
         let started = tokio::time::Instant::now();
-        h.tx.send(batch(&["a", "b"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["a", "b"], Some(&ack)))
+            .await
+            .expect("send");
         assert_eq!(ack.wait(2).await.written, 2);
         assert_eq!(h.fake.calls.lock().expect("lock").len(), 4);
         // Full jitter: at most 10 + 20 + 40 ms of backoff in total.
-        assert!(started.elapsed() <= Duration::from_millis(70), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() <= Duration::from_millis(70),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -392,7 +480,9 @@ mod tests {
         let fake = Scripted {
             rule: Some(|items| {
                 if items.iter().any(|i| &*i.key == "bad") {
-                    Err(WriteError::Validation { message: "One or more parameter values were invalid".into() })
+                    Err(WriteError::Validation {
+                        message: "One or more parameter values were invalid".into(),
+                    })
                 } else {
                     Ok(WriteOutcome::default())
                 }
@@ -401,10 +491,16 @@ mod tests {
         };
         let h = start(fake, 2);
         let ack = Arc::new(Ack::new(7));
-        h.tx.send(batch(&["a", "b", "c", "bad", "d", "e", "f"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["a", "b", "c", "bad", "d", "e", "f"], Some(&ack)))
+            .await
+            .expect("send");
         let outcome = ack.wait(7).await;
         assert_eq!((outcome.written, outcome.failed), (6, 1));
-        assert!(outcome.first_failure.as_deref().unwrap_or("").contains("parameter values were invalid"));
+        assert!(outcome
+            .first_failure
+            .as_deref()
+            .unwrap_or("")
+            .contains("parameter values were invalid"));
         let mut written = h.fake.written.lock().expect("lock").clone();
         written.sort();
         assert_eq!(written, ["a", "b", "c", "d", "e", "f"]);
@@ -418,14 +514,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn persistent_fatal_errors_end_in_the_dead_letter_file() {
         let fake = Scripted {
-            rule: Some(|_| Err(WriteError::Fatal { message: "AccessDeniedException: no".into() })),
+            rule: Some(|_| {
+                Err(WriteError::Fatal {
+                    message: "AccessDeniedException: no".into(),
+                })
+            }),
             ..Default::default()
         };
         let h = start(fake, 1);
         let ack = Arc::new(Ack::new(2));
-        h.tx.send(batch(&["a", "b"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["a", "b"], Some(&ack)))
+            .await
+            .expect("send");
         assert_eq!(ack.wait(2).await.failed, 2);
-        assert_eq!(h.fake.calls.lock().expect("lock").len(), 3, "max_fatal_attempts = 2 retries after the first");
+        assert_eq!(
+            h.fake.calls.lock().expect("lock").len(),
+            3,
+            "max_fatal_attempts = 2 retries after the first"
+        );
         let dl = dead_letters(&h.dlq_path);
         assert_eq!(dl.len(), 2);
         assert!(dl.iter().all(|l| l["reason"] == "fatal"));
@@ -434,14 +540,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn at_the_deadline_unwritten_items_are_dead_lettered() {
         let fake = Scripted {
-            rule: Some(|_| Err(WriteError::Throttled { reason: "throttling", message: "slow".into() })),
+            rule: Some(|_| {
+                Err(WriteError::Throttled {
+                    reason: "throttling",
+                    message: "slow".into(),
+                })
+            }),
             ..Default::default()
         };
         let h = start(fake, 1);
         let ack = Arc::new(Ack::new(3));
-        h.tx.send(batch(&["a", "b", "c"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["a", "b", "c"], Some(&ack)))
+            .await
+            .expect("send");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(h.fake.calls.lock().expect("lock").len() > 2, "still retrying");
+        assert!(
+            h.fake.calls.lock().expect("lock").len() > 2,
+            "still retrying"
+        );
         h.abort.cancel();
         assert_eq!(ack.wait(3).await.failed, 3);
         let dl = dead_letters(&h.dlq_path);
@@ -451,19 +567,37 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn two_batches_with_one_key_are_never_in_flight_together() {
-        let fake = Scripted { delay: Duration::from_millis(100), ..Default::default() };
+        let fake = Scripted {
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        };
         let h = start(fake, 4);
         let ack = Arc::new(Ack::new(4));
-        h.tx.send(batch(&["x", "k"], Some(&ack))).await.expect("send");
-        h.tx.send(batch(&["k", "y"], Some(&ack))).await.expect("send");
+        h.tx.send(batch(&["x", "k"], Some(&ack)))
+            .await
+            .expect("send");
+        h.tx.send(batch(&["k", "y"], Some(&ack)))
+            .await
+            .expect("send");
         let started = tokio::time::Instant::now();
         ack.wait(4).await;
-        assert!(started.elapsed() >= Duration::from_millis(200), "second batch waited for the first");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "second batch waited for the first"
+        );
         let other = Arc::new(Ack::new(4));
-        h.tx.send(batch(&["p", "q"], Some(&other))).await.expect("send");
-        h.tx.send(batch(&["r", "s"], Some(&other))).await.expect("send");
+        h.tx.send(batch(&["p", "q"], Some(&other)))
+            .await
+            .expect("send");
+        h.tx.send(batch(&["r", "s"], Some(&other)))
+            .await
+            .expect("send");
         let started = tokio::time::Instant::now();
         other.wait(4).await;
-        assert_eq!(started.elapsed(), Duration::from_millis(100), "independent batches run in parallel");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100),
+            "independent batches run in parallel"
+        );
     }
 }

@@ -39,9 +39,17 @@ impl Positions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("malformed JSON at line {line}, column {column}: {message}")]
-    Json { line: usize, column: usize, message: String },
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("malformed JSON on NDJSON line {line}, column {column}: {message}")]
-    NdjsonLine { line: usize, column: usize, message: String },
+    NdjsonLine {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{0} must be a JSON object")]
     NotAnObject(String),
     #[error("the body holds no events")]
@@ -150,13 +158,36 @@ mod tests {
     fn errors_name_line_and_column() {
         assert_eq!(
             decode(b"{\"a\":\n  tru}", Format::Json),
-            Err(DecodeError::Json { line: 2, column: 6, message: "expected ident".into() })
+            Err(DecodeError::Json {
+                line: 2,
+                column: 6,
+                message: "expected ident".into()
+            })
         );
         let e = decode(b"{\"a\":1}\n{\"a\":2}\n{oops}\n", Format::Ndjson).unwrap_err();
-        assert!(matches!(e, DecodeError::NdjsonLine { line: 3, column: 2, .. }), "{e:?}");
-        assert_eq!(decode(b"[{\"a\":1}, 5]", Format::Json), Err(DecodeError::NotAnObject("element 1".into())));
-        assert_eq!(decode(b"\"str\"", Format::Json), Err(DecodeError::NotAnObject("the body".into())));
-        assert_eq!(decode(b"{}\n[1]\n", Format::Ndjson), Err(DecodeError::NotAnObject("line 2".into())));
+        assert!(
+            matches!(
+                e,
+                DecodeError::NdjsonLine {
+                    line: 3,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            decode(b"[{\"a\":1}, 5]", Format::Json),
+            Err(DecodeError::NotAnObject("element 1".into()))
+        );
+        assert_eq!(
+            decode(b"\"str\"", Format::Json),
+            Err(DecodeError::NotAnObject("the body".into()))
+        );
+        assert_eq!(
+            decode(b"{}\n[1]\n", Format::Ndjson),
+            Err(DecodeError::NotAnObject("line 2".into()))
+        );
         assert_eq!(decode(b"  ", Format::Json), Err(DecodeError::Empty));
         assert_eq!(decode(b"[]", Format::Json), Err(DecodeError::Empty));
         assert_eq!(decode(b"\n\n", Format::Ndjson), Err(DecodeError::Empty));

@@ -47,7 +47,11 @@ impl HttpState {
             ack_timeout: h.ack_timeout,
             retry_after_secs: config.file.pipeline.retry_after.as_secs().max(1),
             seed_routes: h.seed_routes,
-            paths: config.streams.iter().filter_map(|s| Some((s.http_path.clone()?, s.name.clone()))).collect(),
+            paths: config
+                .streams
+                .iter()
+                .filter_map(|s| Some((s.http_path.clone()?, s.name.clone())))
+                .collect(),
             responses: ["2xx", "4xx", "5xx"].map(|c| counter!(HTTP_REQUESTS, "class" => c)),
         }
     }
@@ -66,7 +70,10 @@ impl HttpState {
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).keep_alive(true).header_read_timeout(Duration::from_secs(30));
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_secs(30));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -18,12 +18,24 @@ pub struct ApiError {
     pub field: Option<String>,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
+    /// Close the connection after answering (the body was not fully read).
+    pub close: bool,
     pub extra: Map<String, Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), line: None, field: None, retry_after: None, allow: None, extra: Map::new() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            line: None,
+            field: None,
+            retry_after: None,
+            allow: None,
+            close: false,
+            extra: Map::new(),
+        }
     }
 
     pub fn with_line(mut self, line: Option<usize>) -> Self {
@@ -49,10 +61,16 @@ impl ApiError {
         body.extend(self.extra);
         let mut resp = json_response(self.status, &Value::Object(body));
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(allow) = self.allow {
-            resp.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+            resp.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }
@@ -67,7 +85,8 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> 
 pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

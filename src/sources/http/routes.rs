@@ -7,10 +7,13 @@
 //! response bodies. `?ack=queued|written` chooses when to answer; other
 //! query parameters fill event fields the body lacks.
 
+// ApiError is built once per refused request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -48,10 +51,16 @@ pub async fn handle(state: Arc<HttpState>, req: Request<Incoming>) -> Response<F
     resp
 }
 
-async fn route_and_ingest(state: &HttpState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route_and_ingest(
+    state: &HttpState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let route = resolve(state, req.method(), req.uri().path())?;
-    let mut context: Vec<(String, String)> =
-        req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let mut context: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
     let ack_param = take_param(&mut context, "ack");
     let (stream, seed) = match &route {
         Route::Generic(s) => (s.clone(), None),
@@ -62,23 +71,34 @@ async fn route_and_ingest(state: &HttpState, req: Request<Incoming>) -> Result<R
         Route::Seed(seed) => (seed_stream(*seed).to_owned(), Some(*seed)),
     };
     let Some(stream_route) = state.router.stream(&stream) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_stream", format!("no stream named `{stream}` is configured")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_stream",
+            format!("no stream named `{stream}` is configured"),
+        ));
     };
     let ack = match ack_param.as_deref() {
         None => stream_route.spec.ack,
         Some("queued") => AckLevel::Queued,
         Some("written") => AckLevel::Written,
         Some(other) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_ack", format!("ack must be `queued` or `written`, not `{other}`"))
-                .with_field(Some("ack".into())))
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_ack",
+                format!("ack must be `queued` or `written`, not `{other}`"),
+            )
+            .with_field(Some("ack".into())))
         }
     };
 
     // Seed routes that take only query parameters ignore the body, as the seed apps do.
     let (events, positions) = match seed {
-        Some(Seed::LogActivity | Seed::AddToCart) => (vec![Value::Object(Map::new())], Positions::Single),
+        Some(Seed::LogActivity | Seed::AddToCart) => {
+            (vec![Value::Object(Map::new())], Positions::Single)
+        }
         _ => {
-            let format = body_format(&req, seed.is_none()).inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
+            let format = body_format(&req, seed.is_none())
+                .inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
             let body = read_body(req, state.max_body).await.inspect_err(|e| {
                 if e.status == StatusCode::PAYLOAD_TOO_LARGE {
                     reject(&stream, "body_too_large");
@@ -90,7 +110,11 @@ async fn route_and_ingest(state: &HttpState, req: Request<Incoming>) -> Result<R
                 decode_error(e)
             })?;
             if seed == Some(Seed::UploadData) && positions != Positions::Single {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "not_an_object", "/upload_data takes one JSON object"));
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not_an_object",
+                    "/upload_data takes one JSON object",
+                ));
             }
             (events, positions)
         }
@@ -138,14 +162,26 @@ async fn route_and_ingest(state: &HttpState, req: Request<Incoming>) -> Result<R
     };
 
     Ok(match seed {
-        None => accepted(if written.is_some() { StatusCode::OK } else { StatusCode::ACCEPTED }, accepted_req.count, written),
+        None => accepted(
+            if written.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            },
+            accepted_req.count,
+            written,
+        ),
         Some(seed) => seed_response(seed, &context, device_id),
     })
 }
 
 fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiError> {
     let method_not_allowed = |allow: &'static str| {
-        let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} accepts {allow}"));
+        let mut e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} accepts {allow}"),
+        );
         e.allow = Some(allow);
         e
     };
@@ -165,7 +201,11 @@ fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiE
         };
         if let Some((seed, allow)) = seed {
             let ok = method == Method::POST || (seed == Seed::AddToCart && method == Method::GET);
-            return if ok { Ok(Route::Seed(seed)) } else { Err(method_not_allowed(allow)) };
+            return if ok {
+                Ok(Route::Seed(seed))
+            } else {
+                Err(method_not_allowed(allow))
+            };
         }
     }
     for (template, stream) in &state.paths {
@@ -173,11 +213,18 @@ fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiE
             if method != Method::POST {
                 return Err(method_not_allowed("POST"));
             }
-            let captures = captures.into_iter().map(|(k, v)| (k.to_owned(), percent_decode(v))).collect();
+            let captures = captures
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+                .collect();
             return Ok(Route::Template(stream.clone(), captures));
         }
     }
-    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}")))
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {path}"),
+    ))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -196,16 +243,30 @@ fn seed_stream(seed: Seed) -> &'static str {
 }
 
 /// The seed apps' exact response bodies (status 200, as FastAPI/Flask/Django answer).
-fn seed_response(seed: Seed, context: &[(String, String)], device_id: Option<Value>) -> Response<Full<Bytes>> {
+fn seed_response(
+    seed: Seed,
+    context: &[(String, String)],
+    device_id: Option<Value>,
+) -> Response<Full<Bytes>> {
     let param = |name: &str| {
-        let v = context.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let v = context
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
         serde_json::to_string(v).unwrap_or_default()
     };
     let body = match seed {
-        Seed::LogActivity => format!(r#"{{"status":"success","user_id":{},"action":{}}}"#, param("user_id"), param("action")),
+        Seed::LogActivity => format!(
+            r#"{{"status":"success","user_id":{},"action":{}}}"#,
+            param("user_id"),
+            param("action")
+        ),
         Seed::UploadData => format!(
             r#"{{"status":"success","device_id":{}}}"#,
-            device_id.map(|d| d.to_string()).unwrap_or_else(|| "null".to_owned())
+            device_id
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "null".to_owned())
         ),
         Seed::AddToCart => r#"{"status":"Item added to cart"}"#.to_owned(),
     };
@@ -221,11 +282,23 @@ fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, Ap
     let Some(ct) = req.headers().get(CONTENT_TYPE) else {
         return Ok(Format::Json);
     };
-    let mime = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" | "text/json" => Ok(Format::Json),
         m if m.ends_with("+json") => Ok(Format::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" if allow_ndjson => {
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+            if allow_ndjson =>
+        {
             Ok(Format::Ndjson)
         }
         _ => Err(ApiError::new(
@@ -233,7 +306,11 @@ fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, Ap
             "unsupported_media_type",
             format!(
                 "Content-Type `{mime}` is not accepted; send application/json{}",
-                if allow_ndjson { " or application/x-ndjson" } else { "" }
+                if allow_ndjson {
+                    " or application/x-ndjson"
+                } else {
+                    ""
+                }
             ),
         )),
     }
@@ -241,17 +318,57 @@ fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, Ap
 
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body exceeds http.max_body_bytes ({max} bytes)"))
+        let mut e = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds http.max_body_bytes ({max} bytes)"),
+        );
+        e.close = true;
+        e
     };
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > max as u64) {
+        drain(&mut body, max).await;
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the body: {e}"))),
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > max {
+                drain(&mut body, max).await;
+                return Err(too_large());
+            }
+            collected.extend_from_slice(&data);
+        }
     }
+    Ok(collected.freeze())
+}
+
+/// Reads and discards up to `limit` more bytes (for at most 5 s), so that a
+/// client still sending an oversized body reads our 413 instead of a reset.
+async fn drain(body: &mut Incoming, limit: usize) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while seen <= limit {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 fn reject(stream: &str, reason: &'static str) {
@@ -269,7 +386,11 @@ fn decode_error(e: DecodeError) -> ApiError {
 
 fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiError {
     match e {
-        IngestError::UnknownStream(s) => ApiError::new(StatusCode::NOT_FOUND, "unknown_stream", format!("no stream named `{s}` is configured")),
+        IngestError::UnknownStream(s) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_stream",
+            format!("no stream named `{s}` is configured"),
+        ),
         IngestError::QueueFull => {
             let mut e = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -286,9 +407,15 @@ fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiE
         ),
         IngestError::Invalid { index, error } => {
             use crate::event::map::MapError;
-            let status = if matches!(error, MapError::TooLarge(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            let status = if matches!(error, MapError::TooLarge(_)) {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             let field = match &error {
-                MapError::MissingKey(f) | MapError::EmptyKey(f) | MapError::ServerAssigned(f) => Some(f.clone()),
+                MapError::MissingKey(f) | MapError::EmptyKey(f) | MapError::ServerAssigned(f) => {
+                    Some(f.clone())
+                }
                 MapError::MistypedKey { name, .. }
                 | MapError::KeyTooLong { name, .. }
                 | MapError::BadField { name, .. }
@@ -299,7 +426,9 @@ fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiE
                 Some((at, line)) => (format!("{at}: {error}"), line),
                 None => (error.to_string(), None),
             };
-            ApiError::new(status, error.reason(), message).with_line(line).with_field(field)
+            ApiError::new(status, error.reason(), message)
+                .with_line(line)
+                .with_field(field)
         }
     }
 }

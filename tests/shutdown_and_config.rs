@@ -1,0 +1,149 @@
+//! Process-level behaviour: configuration errors and their exit code,
+//! table bootstrap, a full queue, and the shutdown deadline.
+
+mod support;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use support::{dynamodb, run_binary, Dynalite, Gateway, Http};
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let (code, out, err) = run_binary(&["check-config", "--region", "eu-west-1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("region = \"eu-west-1\""), "{out}");
+    assert!(out.contains("[streams.cart]"), "{out}");
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[pipeline]\nlinger = \"soon\"\n").unwrap();
+    let (code, _, err) = run_binary(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("linger"), "{err}");
+    std::fs::write(&path, "[streams.x]\ntable = \"T1x\"\npartition_key = { name = \"k\", type = \"S\" }\nsort_key = { name = \"t\", type = \"S\", source = \"server_time\" }\n").unwrap();
+    let (code, _, err) = run_binary(&["--config", path.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("streams.x.sort_key.type"), "{err}");
+    let (code, _, err) = run_binary(&["--config", "/does/not/exist.toml"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("/does/not/exist.toml"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_other_keys_exits_64() {
+    let db = Dynalite::start();
+    let c = dynamodb(&db.endpoint).await;
+    c.create_table()
+        .table_name("ShoppingCart")
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("cart_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("cart_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let Err((msg, log)) = Gateway::try_start(&db.endpoint, &[], "") else {
+        panic!("started despite the schema mismatch")
+    };
+    assert!(msg.contains("exit"), "{msg}");
+    assert!(
+        log.contains("ShoppingCart") && log.contains("cart_id"),
+        "{log}"
+    );
+    let (code, _, err) = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynamo-ingest"))
+            .args([
+                "--dynamodb-endpoint",
+                &db.endpoint,
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(64), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked() {
+    let mut db = Dynalite::start();
+    let mut gw = Gateway::start(
+        &db.endpoint,
+        &[
+            ("queue_max_items = 100000", "queue_max_items = 50"),
+            ("max_in_flight = 8", "max_in_flight = 1"),
+            ("request_timeout = \"10s\"", "request_timeout = \"500ms\""),
+            ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),
+        ],
+        "",
+    );
+    let http = Http::default();
+    // Tables are ready; now DynamoDB goes away and writes cannot succeed.
+    db.stop();
+    let url = gw.url("/v1/streams/sensor/events");
+    let mut acked = 0;
+    let mut refused = None;
+    for r in 0..40 {
+        let body: String = (0..10)
+            .map(|i| format!("{{\"device_id\":\"Q{r}\",\"n\":{i}}}\n"))
+            .collect();
+        let resp = http
+            .request("POST", &url, Some("application/x-ndjson"), body)
+            .await;
+        match resp.status {
+            202 => acked += 10,
+            503 => {
+                refused = Some(resp);
+                break;
+            }
+            s => panic!("unexpected {s}: {}", resp.body),
+        }
+    }
+    let refused = refused.expect("the queue filled up");
+    assert_eq!(refused.json()["error"], "queue_full");
+    assert_eq!(refused.headers["retry-after"], "1");
+    let readyz = http.get(&format!("http://{}/readyz", gw.admin)).await;
+    assert_eq!(
+        readyz.status, 503,
+        "not ready while DynamoDB is unreachable: {}",
+        readyz.body
+    );
+
+    let status = gw.shutdown();
+    assert!(status.success(), "{status:?}");
+    let dead = gw.dead_letters();
+    assert_eq!(
+        dead.len(),
+        acked,
+        "every acknowledged event is in the dead-letter file"
+    );
+    assert!(dead
+        .iter()
+        .all(|d| d["reason"] == "shutdown_deadline" && d["table"] == "IoTSensorData"));
+    assert!(dead[0]["item"]["device_id"]["S"]
+        .as_str()
+        .unwrap()
+        .starts_with('Q'));
+}
