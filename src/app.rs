@@ -181,7 +181,11 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         shutdown.clone(),
     ));
     tracing::info!(%http_addr, %admin_addr, dead_letter = %dead_letter.path().display(), "dynamo-ingest ready");
-    announce_ready(http_addr, admin_addr);
+    announce_ready(
+        http_addr,
+        admin_addr,
+        config.file.dynamodb.endpoint.as_deref().unwrap_or("aws"),
+    );
 
     shutdown.cancelled().await;
     health.shutting_down.store(true, Ordering::Relaxed);
@@ -215,10 +219,13 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 }
 
 /// One line on stdout that scripts and tests wait for.
-fn announce_ready(http: SocketAddr, admin: SocketAddr) {
+fn announce_ready(http: SocketAddr, admin: SocketAddr, dynamodb: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "dynamo-ingest ready http={http} admin={admin}");
+    let _ = writeln!(
+        out,
+        "dynamo-ingest ready http={http} admin={admin} dynamodb={dynamodb}"
+    );
     let _ = out.flush();
 }
 

@@ -29,10 +29,12 @@
 //! - [`sink`]: DynamoDB writer and the dead-letter file.
 //! - [`telemetry`]: metrics, admin listener, logs.
 //! - [`app`]: wiring and the shutdown order.
+//! - [`local`]: the embedded DynamoDB simulator behind `--local`.
 
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod local;
 pub mod pipeline;
 pub mod sink;
 pub mod sources;

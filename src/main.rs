@@ -34,6 +34,13 @@ struct Cli {
     /// Admin listener address (/metrics, /healthz, /readyz).
     #[arg(long, global = true)]
     admin_listen: Option<SocketAddr>,
+    /// Start the embedded DynamoDB simulator (dynamo-sim) and write to it:
+    /// for development and load tests, not storage.
+    #[arg(long, conflicts_with = "dynamodb_endpoint")]
+    local: bool,
+    /// Where the embedded simulator listens with --local.
+    #[arg(long, default_value = "127.0.0.1:8000", requires = "local")]
+    local_listen: SocketAddr,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,7 +81,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dynamo_ingest::app::run(config, None)) {
+    let local_listen = cli.local.then_some(cli.local_listen);
+    match runtime.block_on(run(config, local_listen)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "dynamo-ingest stopped");
@@ -82,4 +90,20 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// Runs the gateway, with the embedded simulator around it for `--local`.
+async fn run(
+    mut config: ValidatedConfig,
+    local: Option<SocketAddr>,
+) -> Result<(), dynamo_ingest::app::AppError> {
+    let Some(listen) = local else {
+        return dynamo_ingest::app::run(config, None).await;
+    };
+    let sim = dynamo_ingest::local::LocalSim::start(listen).await?;
+    config.use_local_endpoint(sim.endpoint());
+    let result = dynamo_ingest::app::run(config, None).await;
+    // The simulator stops only after the gateway flushed into it.
+    sim.stop().await;
+    result
 }

@@ -131,6 +131,13 @@ impl ValidatedConfig {
         validate::validate(file)
     }
 
+    /// Points the gateway at the embedded simulator (`--local`): its
+    /// endpoint, and tables created there at start-up.
+    pub fn use_local_endpoint(&mut self, endpoint: String) {
+        self.file.dynamodb.endpoint = Some(endpoint);
+        self.file.dynamodb.create_tables = true;
+    }
+
     /// The effective configuration as TOML (what `check-config` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(&self.file)

@@ -135,6 +135,8 @@ pub struct Gateway {
     child: Child,
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    /// The DynamoDB endpoint it writes to.
+    pub dynamodb: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -179,23 +181,31 @@ impl Gateway {
             .arg(endpoint);
         cmd.env("RUST_LOG", "info");
         let stderr = Stdio::from(std::fs::File::create(&log).expect("log file"));
-        match spawn_until(cmd, "dynamo-ingest ready", stderr) {
-            Ok((child, line)) => {
-                let field = |name: &str| -> SocketAddr {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(name))
-                        .and_then(|a| a.parse().ok())
-                        .unwrap_or_else(|| panic!("no {name} in `{line}`"))
-                };
-                Ok(Self {
-                    child,
-                    http: field("http="),
-                    admin: field("admin="),
-                    dir,
-                })
-            }
-            Err(msg) => Err((msg, std::fs::read_to_string(&log).unwrap_or_default())),
-        }
+        Self::spawn_in(cmd, stderr, dir)
+            .map_err(|msg| (msg, std::fs::read_to_string(&log).unwrap_or_default()))
+    }
+
+    /// Spawns a prepared command line of the binary and waits for its ready line.
+    pub fn spawn(cmd: Command, stderr: Stdio) -> Result<Self, String> {
+        Self::spawn_in(cmd, stderr, tempfile::tempdir().expect("tmp"))
+    }
+
+    fn spawn_in(cmd: Command, stderr: Stdio, dir: tempfile::TempDir) -> Result<Self, String> {
+        let (child, line) = spawn_until(cmd, "dynamo-ingest ready", stderr)?;
+        let field = |name: &str| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no {name} in `{line}`"))
+        };
+        let addr = |name: &str| -> SocketAddr { field(name).parse().expect("socket address") };
+        Ok(Self {
+            child,
+            http: addr("http="),
+            admin: addr("admin="),
+            dynamodb: field("dynamodb="),
+            dir,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,391 @@
+//! Key attribute values: extraction from wire JSON, ordering and hashing.
+//!
+//! Invariants: N keys are normalised exact decimals (`1.0` and `1` are the
+//! same key) and ordered numerically without floating point; S and B keys
+//! are ordered byte-wise, as DynamoDB orders sort keys. The partition hash is
+//! stable across runs (FNV-1a over the canonical bytes), so a given key
+//! always lands on the same simulated partition.
+
+use std::cmp::Ordering;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::attr::Attr;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The scalar type of a key attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyType {
+    /// String.
+    S,
+    /// Number.
+    N,
+    /// Binary.
+    B,
+}
+
+impl KeyType {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::S => "S",
+            KeyType::N => "N",
+            KeyType::B => "B",
+        }
+    }
+
+    /// Parse `S`, `N` or `B`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "S" => Some(KeyType::S),
+            "N" => Some(KeyType::N),
+            "B" => Some(KeyType::B),
+            _ => None,
+        }
+    }
+}
+
+/// An exact decimal: sign, significant digits (no leading/trailing zeros)
+/// and the decimal exponent of the first digit. Zero has no digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    /// Value = 0.d1d2d3... × 10^exp
+    exp: i64,
+}
+
+impl Decimal {
+    /// Parse DynamoDB's number text (`-12.5e3`, `0.001`, `7`).
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let t = text.trim();
+        let (negative, rest) = match t.as_bytes().first()? {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exp_part) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let e10: i64 = match exp_part {
+            Some(e) => e.parse().ok()?,
+            None => 0,
+        };
+        let (int_part, frac_part) = match mantissa.find('.') {
+            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let mut exp = int_part.len() as i64 + e10;
+        let lead = digits.iter().take_while(|d| **d == 0).count();
+        digits.drain(..lead);
+        exp -= lead as i64;
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exp: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits,
+            exp,
+        })
+    }
+
+    /// Significant digits of a number's text without building it, or None
+    /// if the text is not a number (size rules need only the count).
+    pub fn count_significant(text: &str) -> Option<usize> {
+        let t = text.trim();
+        let t = t.strip_prefix(['-', '+']).unwrap_or(t);
+        let mantissa = match t.find(['e', 'E']) {
+            Some(i) => {
+                t[i + 1..].parse::<i64>().ok()?;
+                &t[..i]
+            }
+            None => t,
+        };
+        let mut digits = 0usize;
+        let mut dots = 0;
+        let (mut first, mut last) = (None, 0usize);
+        for b in mantissa.bytes() {
+            match b {
+                b'.' => dots += 1,
+                b'0'..=b'9' => {
+                    if b != b'0' {
+                        if first.is_none() {
+                            first = Some(digits);
+                        }
+                        last = digits;
+                    }
+                    digits += 1;
+                }
+                _ => return None,
+            }
+        }
+        if dots > 1 || digits == 0 {
+            return None;
+        }
+        Some(first.map_or(0, |f| last - f + 1))
+    }
+
+    /// Number of significant digits (DynamoDB allows at most 38).
+    pub fn significant_digits(&self) -> usize {
+        self.digits.len()
+    }
+
+    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
+        self.exp
+            .cmp(&other.exp)
+            .then_with(|| self.digits.cmp(&other.digits))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let self_zero = self.digits.is_empty();
+        let other_zero = other.digits.is_empty();
+        match (self_zero, other_zero) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => {
+                return if other.negative {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, true) => {
+                return if self.negative {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            _ => {}
+        }
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A key attribute value in comparable form, plus its wire JSON for echoing.
+#[derive(Debug, Clone)]
+pub enum KeyValue {
+    /// String key.
+    S(String),
+    /// Number key: exact decimal plus the client's original text.
+    N(Decimal, String),
+    /// Binary key (decoded bytes).
+    B(Vec<u8>),
+}
+
+impl KeyValue {
+    /// The key's type.
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            KeyValue::S(_) => KeyType::S,
+            KeyValue::N(..) => KeyType::N,
+            KeyValue::B(_) => KeyType::B,
+        }
+    }
+
+    /// Wire JSON (`{"S": ".."}` etc).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        match self {
+            KeyValue::S(s) => m.insert("S".into(), Value::String(s.clone())),
+            KeyValue::N(_, text) => m.insert("N".into(), Value::String(text.clone())),
+            KeyValue::B(b) => m.insert(
+                "B".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            ),
+        };
+        Value::Object(m)
+    }
+
+    /// Stable 64-bit hash used to pick a simulated partition.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        match self {
+            KeyValue::S(s) => {
+                eat(b"S");
+                eat(s.as_bytes());
+            }
+            KeyValue::N(d, _) => {
+                eat(if d.negative { b"N-" } else { b"N+" });
+                eat(&d.exp.to_le_bytes());
+                eat(&d.digits);
+            }
+            KeyValue::B(b) => {
+                eat(b"B");
+                eat(b);
+            }
+        }
+        h
+    }
+
+    /// Size in bytes by DynamoDB's rules (used for key length limits).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            KeyValue::S(s) => s.len(),
+            KeyValue::N(d, _) => 1 + d.digits.len().div_ceil(2),
+            KeyValue::B(b) => b.len(),
+        }
+    }
+
+    /// Does this value start with `prefix` (begins_with on S and B)?
+    pub fn begins_with(&self, prefix: &KeyValue) -> bool {
+        match (self, prefix) {
+            (KeyValue::S(a), KeyValue::S(p)) => a.as_bytes().starts_with(p.as_bytes()),
+            (KeyValue::B(a), KeyValue::B(p)) => a.starts_with(p),
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for KeyValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for KeyValue {}
+
+impl Ord for KeyValue {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (KeyValue::S(a), KeyValue::S(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (KeyValue::N(a, _), KeyValue::N(b, _)) => a.cmp(b),
+            (KeyValue::B(a), KeyValue::B(b)) => a.cmp(b),
+            _ => (self.key_type() as u8).cmp(&(other.key_type() as u8)),
+        }
+    }
+}
+
+impl PartialOrd for KeyValue {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Decode a typed scalar from an attribute value of the expected key type.
+/// Returns `Ok(None)` when the value has another type (caller builds the
+/// DynamoDB message for its context).
+pub fn scalar_of_type(value: &Attr, ty: KeyType) -> ApiResult<Option<KeyValue>> {
+    match (ty, value) {
+        (KeyType::S, Attr::S(s)) => Ok(Some(KeyValue::S(s.clone()))),
+        (KeyType::N, Attr::N(text)) => match Decimal::parse(text) {
+            Some(d) if d.significant_digits() <= 38 => Ok(Some(KeyValue::N(d, text.clone()))),
+            Some(_) => Err(ApiError::validation(
+                "Attempting to store more than 38 significant digits in a Number",
+            )),
+            None => Err(ApiError::validation(
+                "A value provided cannot be converted into a number",
+            )),
+        },
+        (KeyType::B, Attr::B(text)) => match base64::engine::general_purpose::STANDARD.decode(text)
+        {
+            Ok(b) => Ok(Some(KeyValue::B(b))),
+            Err(_) => Err(ApiError::validation(
+                "One or more parameter values were invalid: Binary value is not valid base64",
+            )),
+        },
+        (_, Attr::Invalid(msg)) => Err(ApiError::validation(*msg)),
+        _ => Ok(None),
+    }
+}
+
+/// The type tag of an attribute value, for messages (`S`, `N`, `M`..).
+pub fn type_tag(value: &Attr) -> &'static str {
+    value.tag()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::parse(s).expect("valid decimal")
+    }
+
+    #[test]
+    fn decimals_compare_numerically() {
+        assert!(d("9") < d("10"));
+        assert!(d("-10") < d("-9"));
+        assert!(d("-0.5") < d("0"));
+        assert!(d("0.001") < d("0.01"));
+        assert_eq!(d("1.0"), d("1"));
+        assert_eq!(d("100"), d("1e2"));
+        assert_eq!(d("-0"), d("0"));
+        assert!(
+            d("12345678901234567890123456789012345678")
+                > d("12345678901234567890123456789012345677")
+        );
+        assert!(d("1e-130") > d("0"));
+        assert!(Decimal::parse("abc").is_none());
+        assert!(Decimal::parse("").is_none());
+        assert!(Decimal::parse(".").is_none());
+        for text in ["0", "-0.00100", "12.5e3", "100", "0.001", "1234567890123"] {
+            assert_eq!(
+                Decimal::count_significant(text),
+                Decimal::parse(text).map(|d| d.significant_digits()),
+                "{text}"
+            );
+        }
+        assert_eq!(Decimal::count_significant("1.2.3"), None);
+        assert_eq!(Decimal::count_significant("1e"), None);
+    }
+
+    #[test]
+    fn strings_compare_bytewise() {
+        let a = KeyValue::S("Z".into());
+        let b = KeyValue::S("a".into());
+        assert!(a < b);
+        let c = KeyValue::S("é".into());
+        assert!(b < c);
+    }
+
+    #[test]
+    fn hash_is_stable_for_equal_numbers() {
+        let a = KeyValue::N(d("1.0"), "1.0".into());
+        let b = KeyValue::N(d("1"), "1".into());
+        assert_eq!(a.stable_hash(), b.stable_hash());
+    }
+}

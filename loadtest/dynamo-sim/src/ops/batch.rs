@@ -1,0 +1,359 @@
+//! BatchWriteItem and BatchGetItem.
+//!
+//! BatchWriteItem validates the whole request first (shape, size, keys,
+//! duplicates) so an invalid batch writes nothing. It then offers each write
+//! to the capacity model in request order: admitted writes are applied,
+//! refused ones are returned verbatim in `UnprocessedItems`. A call that
+//! admits nothing at all fails with the table's throttling exception, as
+//! DynamoDB does. Each table's lock is taken once per phase.
+
+use std::collections::BTreeSet;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::request::{
+    body, consumed_from, consumed_json, consumed_mode, missing, read_units, reject_unsupported,
+    throttle_error, throttle_reason, Consumed,
+};
+use crate::attr::{parse_error, AttrMap};
+use crate::error::{ApiError, ApiResult, ThrottlingReason};
+use crate::key::KeyValue;
+use crate::simulator::{lock, Simulator, TableRef};
+use crate::size::{item_size, value_size, write_units, MAX_ITEM_BYTES};
+use crate::storage::{Item, SortKey};
+
+/// Most write requests in one BatchWriteItem call.
+pub const MAX_BATCH_WRITE: usize = 25;
+/// Most keys in one BatchGetItem call.
+pub const MAX_BATCH_GET: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireBatchWrite {
+    #[serde(default)]
+    request_items: Option<BTreeMap<String, Vec<WireWrite>>>,
+    #[serde(default)]
+    return_consumed_capacity: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireWrite {
+    #[serde(default)]
+    put_request: Option<WirePut>,
+    #[serde(default)]
+    delete_request: Option<WireDelete>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WirePut {
+    #[serde(default)]
+    item: Option<AttrMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireDelete {
+    #[serde(default)]
+    key: Option<AttrMap>,
+}
+
+enum Write {
+    Put(AttrMap, usize),
+    Delete(AttrMap),
+}
+
+struct Prepared {
+    pk: KeyValue,
+    sk: SortKey,
+    hash: u64,
+    write: Write,
+}
+
+impl Prepared {
+    fn units(&self) -> u64 {
+        match &self.write {
+            Write::Put(_, size) => write_units(*size),
+            Write::Delete(_) => 1,
+        }
+    }
+
+    fn into_wire(self) -> Value {
+        match self.write {
+            Write::Put(item, _) => json!({"PutRequest": {"Item": item.to_json()}}),
+            Write::Delete(key) => json!({"DeleteRequest": {"Key": key.to_json()}}),
+        }
+    }
+}
+
+fn too_few(what: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{{}}' at '{what}' failed to satisfy constraint: Member must have length greater than or equal to 1"
+    ))
+}
+
+/// Check one WriteRequest: value shapes and item size.
+fn check_write(w: WireWrite) -> ApiResult<Write> {
+    match (w.put_request, w.delete_request) {
+        (Some(p), None) => {
+            let item = p
+                .item
+                .ok_or_else(|| missing("requestItems.member.putRequest.item"))?;
+            let size = item_size(&item)?;
+            if size > MAX_ITEM_BYTES {
+                return Err(ApiError::validation(
+                    "Item size has exceeded the maximum allowed size",
+                ));
+            }
+            Ok(Write::Put(item, size))
+        }
+        (None, Some(d)) => {
+            let key = d
+                .key
+                .ok_or_else(|| missing("requestItems.member.deleteRequest.key"))?;
+            for (_, v) in &key.0 {
+                value_size(v)?;
+            }
+            Ok(Write::Delete(key))
+        }
+        _ => Err(ApiError::validation(
+            "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
+        )),
+    }
+}
+
+fn has_duplicate_keys(writes: &[Prepared]) -> bool {
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by(|a, b| {
+        let (a, b) = (&writes[*a], &writes[*b]);
+        (&a.pk, &a.sk).cmp(&(&b.pk, &b.sk))
+    });
+    order.windows(2).any(|w| {
+        let (a, b) = (&writes[w[0]], &writes[w[1]]);
+        a.pk == b.pk && a.sk == b.sk
+    })
+}
+
+/// BatchWriteItem, parsed straight from the body into typed items.
+pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
+    let req: WireBatchWrite = serde_json::from_slice(body).map_err(parse_error)?;
+    let consumed = consumed_from(req.return_consumed_capacity.as_deref())?;
+    let request_items = req.request_items.ok_or_else(|| missing("requestItems"))?;
+    if request_items.is_empty() {
+        return Err(too_few("requestItems"));
+    }
+    let mut total = 0;
+    for list in request_items.values() {
+        if list.is_empty() {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 25, Member must have length greater than or equal to 1]",
+            ));
+        }
+        total += list.len();
+    }
+    if total > MAX_BATCH_WRITE {
+        return Err(ApiError::validation(
+            "Too many items requested for the BatchWriteItem call",
+        ));
+    }
+
+    // Phase 1: shapes and sizes, no lock held.
+    let mut parsed: Vec<(String, Vec<Write>)> = Vec::with_capacity(request_items.len());
+    for (name, list) in request_items {
+        let writes = list
+            .into_iter()
+            .map(check_write)
+            .collect::<ApiResult<Vec<_>>>()?;
+        parsed.push((name, writes));
+    }
+
+    // Phase 2: tables exist, keys match the schema, no duplicate keys.
+    let mut prepared: Vec<(String, TableRef, Vec<Prepared>)> = Vec::with_capacity(parsed.len());
+    for (name, writes) in parsed {
+        let t = sim.table(&name)?;
+        // The schema never changes: copy it and work without the lock.
+        let schema = lock(&t).schema.clone();
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            let key = match &w {
+                Write::Put(item, _) => schema.key_of_item(item),
+                Write::Delete(key) => schema.key_of_key(key),
+            };
+            let (pk, sk) = key.map_err(|e| match e {
+                ApiError::Validation(m)
+                    if m.contains("Missing the key") || m.contains("Type mismatch for key") =>
+                {
+                    ApiError::validation("The provided key element does not match the schema")
+                }
+                other => other,
+            })?;
+            let hash = pk.stable_hash();
+            out.push(Prepared {
+                pk,
+                sk,
+                hash,
+                write: w,
+            });
+        }
+        if has_duplicate_keys(&out) {
+            return Err(ApiError::validation(
+                "Provided list of item keys contains duplicates",
+            ));
+        }
+        prepared.push((name, t, out));
+    }
+
+    // Phase 3: admit in order, apply what is admitted.
+    let now = sim.now();
+    let retain = sim.config().storage.retain;
+    let mut unprocessed = Map::new();
+    let mut consumed_list = Vec::new();
+    let mut admitted_any = false;
+    let mut first_refusal: Option<(TableRef, Vec<ThrottlingReason>)> = None;
+    let mut refused_per_table: Vec<(TableRef, u64)> = Vec::new();
+    // Replaced items are freed after the table lock is released.
+    let mut replaced: Vec<Item> = Vec::new();
+    for (name, t, writes) in prepared {
+        let mut table = lock(&t);
+        let mut units_admitted = 0u64;
+        let mut items_admitted = 0u64;
+        let mut left = Vec::new();
+        let mut reasons: Vec<ThrottlingReason> = Vec::new();
+        for p in writes {
+            let units = p.units();
+            match table.capacity.try_admit(p.hash, units, now) {
+                Ok(()) => {
+                    units_admitted += units;
+                    items_admitted += 1;
+                    if retain {
+                        match p.write {
+                            Write::Put(attrs, size) => {
+                                let old = table.store.put(
+                                    sim.budget(),
+                                    p.pk,
+                                    p.sk,
+                                    Item { attrs, size },
+                                )?;
+                                replaced.extend(old);
+                            }
+                            Write::Delete(_) => {
+                                replaced.extend(table.store.delete(sim.budget(), &p.pk, &p.sk));
+                            }
+                        }
+                    }
+                }
+                Err(cause) => {
+                    let r = throttle_reason(&table, cause);
+                    if !reasons.contains(&r) {
+                        reasons.push(r);
+                    }
+                    left.push(p.into_wire());
+                }
+            }
+        }
+        if items_admitted > 0 {
+            admitted_any = true;
+            table
+                .stats
+                .admitted(units_admitted as f64, items_admitted, now);
+        }
+        if consumed != Consumed::None {
+            consumed_list.push(consumed_json(&name, units_admitted as f64, consumed));
+        }
+        if !left.is_empty() {
+            refused_per_table.push((t.clone(), left.len() as u64));
+            if first_refusal.is_none() {
+                first_refusal = Some((t.clone(), reasons));
+            }
+            unprocessed.insert(name, Value::Array(left));
+        }
+    }
+    if !admitted_any {
+        if let Some((t, reasons)) = first_refusal {
+            for (rt, n) in &refused_per_table {
+                lock(rt).stats.throttled_call(*n);
+            }
+            let table = lock(&t);
+            return Err(throttle_error(&table, reasons));
+        }
+    }
+    for (rt, n) in &refused_per_table {
+        lock(rt).stats.unprocessed(*n);
+    }
+    let mut out = json!({ "UnprocessedItems": unprocessed });
+    if consumed != Consumed::None {
+        out["ConsumedCapacity"] = Value::Array(consumed_list);
+    }
+    Ok(out)
+}
+
+/// BatchGetItem (reads are never throttled).
+pub fn batch_get_item(sim: &Simulator, req: &Value) -> ApiResult<Value> {
+    let r = body(req)?;
+    let consumed = consumed_mode(r)?;
+    let items = r
+        .get("RequestItems")
+        .and_then(Value::as_object)
+        .ok_or_else(|| missing("requestItems"))?;
+    if items.is_empty() {
+        return Err(too_few("requestItems"));
+    }
+    let mut total = 0;
+    for spec in items.values() {
+        let spec = spec.as_object().ok_or_else(|| missing("requestItems"))?;
+        reject_unsupported(spec, &["ProjectionExpression", "AttributesToGet"])?;
+        total += spec
+            .get("Keys")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .unwrap_or(0);
+    }
+    if total > MAX_BATCH_GET {
+        return Err(ApiError::validation(
+            "Too many items requested for the BatchGetItem call",
+        ));
+    }
+    let mut responses = Map::new();
+    let mut consumed_list = Vec::new();
+    for (name, spec) in items {
+        let keys = spec
+            .get("Keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| missing("requestItems.member.keys"))?;
+        let consistent = spec
+            .get("ConsistentRead")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let t = sim.table(name)?;
+        let table = lock(&t);
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        let mut units = 0.0;
+        for k in keys {
+            let k = AttrMap::from_json(k.clone())?;
+            let (pk, sk) = table.key_of_key(&k)?;
+            if !seen.insert((pk.clone(), sk.clone())) {
+                return Err(ApiError::validation(
+                    "Provided list of item keys contains duplicates",
+                ));
+            }
+            if let Some(item) = table.store.get(&pk, &sk) {
+                units += read_units(item.size, consistent);
+                found.push(item.attrs.to_json());
+            }
+        }
+        responses.insert(name.clone(), Value::Array(found));
+        if consumed != Consumed::None {
+            consumed_list.push(consumed_json(name, units, consumed));
+        }
+    }
+    let mut out = json!({ "Responses": responses, "UnprocessedKeys": {} });
+    if consumed != Consumed::None {
+        out["ConsumedCapacity"] = Value::Array(consumed_list);
+    }
+    Ok(out)
+}

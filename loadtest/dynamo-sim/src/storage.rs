@@ -1,0 +1,205 @@
+//! In-memory item storage of one table, bounded by a shared budget.
+//!
+//! Layout: partition key → (sort key → item), both `BTreeMap`s, so Query
+//! walks one partition in sort-key order and Scan resumes after any key.
+//! The `StorageBudget` is shared by all tables; a write that would take the
+//! simulator past `max_items` / `max_bytes` fails with a clear error instead
+//! of growing without bound.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::attr::AttrMap;
+use crate::error::{ApiError, ApiResult};
+use crate::key::KeyValue;
+
+/// A stored item with its DynamoDB size.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Attributes in wire format.
+    pub attrs: AttrMap,
+    /// Size by DynamoDB's rules.
+    pub size: usize,
+}
+
+/// Sort key of an item; `None` for tables without a sort key.
+pub type SortKey = Option<KeyValue>;
+
+/// Items of one table.
+#[derive(Debug, Default)]
+pub struct TableStore {
+    parts: BTreeMap<KeyValue, BTreeMap<SortKey, Item>>,
+    items: u64,
+    bytes: u64,
+}
+
+/// Shared bound on stored items and bytes.
+#[derive(Debug)]
+pub struct StorageBudget {
+    max_items: u64,
+    max_bytes: u64,
+    items: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl StorageBudget {
+    /// A budget of at most `max_items` and `max_bytes`.
+    pub fn new(max_items: u64, max_bytes: u64) -> Self {
+        StorageBudget {
+            max_items,
+            max_bytes,
+            items: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn reserve(&self, items: i64, bytes: i64) -> ApiResult<()> {
+        let cur_items = self.items.load(Ordering::Relaxed) as i64;
+        let cur_bytes = self.bytes.load(Ordering::Relaxed) as i64;
+        if (items > 0 && cur_items + items > self.max_items as i64)
+            || (bytes > 0 && cur_bytes + bytes > self.max_bytes as i64)
+        {
+            return Err(ApiError::Internal(format!(
+                "dynamo-sim storage is full ({cur_items} items, {cur_bytes} bytes; limits storage.max_items={}, storage.max_bytes={}); raise the limits or set storage.retain = false",
+                self.max_items, self.max_bytes
+            )));
+        }
+        self.adjust(items, bytes);
+        Ok(())
+    }
+
+    fn adjust(&self, items: i64, bytes: i64) {
+        if items >= 0 {
+            self.items.fetch_add(items as u64, Ordering::Relaxed);
+        } else {
+            self.items
+                .fetch_sub(items.unsigned_abs(), Ordering::Relaxed);
+        }
+        if bytes >= 0 {
+            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.bytes
+                .fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl TableStore {
+    /// Items stored.
+    pub fn item_count(&self) -> u64 {
+        self.items
+    }
+
+    /// Bytes stored.
+    pub fn byte_count(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Insert or replace; returns the old item.
+    pub fn put(
+        &mut self,
+        budget: &StorageBudget,
+        pk: KeyValue,
+        sk: SortKey,
+        item: Item,
+    ) -> ApiResult<Option<Item>> {
+        let part = self.parts.entry(pk).or_default();
+        let (d_items, d_bytes) = match part.get(&sk) {
+            Some(old) => (0, item.size as i64 - old.size as i64),
+            None => (1, item.size as i64),
+        };
+        budget.reserve(d_items, d_bytes)?;
+        self.items = (self.items as i64 + d_items) as u64;
+        self.bytes = (self.bytes as i64 + d_bytes) as u64;
+        Ok(part.insert(sk, item))
+    }
+
+    /// The item under a key.
+    pub fn get(&self, pk: &KeyValue, sk: &SortKey) -> Option<&Item> {
+        self.parts.get(pk).and_then(|p| p.get(sk))
+    }
+
+    /// Remove and return the item under a key.
+    pub fn delete(&mut self, budget: &StorageBudget, pk: &KeyValue, sk: &SortKey) -> Option<Item> {
+        let part = self.parts.get_mut(pk)?;
+        let old = part.remove(sk)?;
+        if part.is_empty() {
+            self.parts.remove(pk);
+        }
+        self.items -= 1;
+        self.bytes -= old.size as u64;
+        budget.adjust(-1, -(old.size as i64));
+        Some(old)
+    }
+
+    /// Release this table's share of the budget (DeleteTable).
+    pub fn release(&self, budget: &StorageBudget) {
+        budget.adjust(-(self.items as i64), -(self.bytes as i64));
+    }
+
+    /// Items of one partition within sort-key bounds, in order.
+    pub fn range<'a>(
+        &'a self,
+        pk: &KeyValue,
+        lower: Bound<SortKey>,
+        upper: Bound<SortKey>,
+        forward: bool,
+    ) -> Box<dyn Iterator<Item = (&'a SortKey, &'a Item)> + 'a> {
+        let Some(part) = self.parts.get(pk) else {
+            return Box::new(std::iter::empty());
+        };
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
+            (&lower, &upper)
+        {
+            if l > u {
+                return Box::new(std::iter::empty());
+            }
+            if l == u
+                && !(matches!(lower, Bound::Included(_)) && matches!(upper, Bound::Included(_)))
+            {
+                return Box::new(std::iter::empty());
+            }
+        }
+        let r = part.range((lower, upper));
+        if forward {
+            Box::new(r)
+        } else {
+            Box::new(r.rev())
+        }
+    }
+
+    /// All items in storage order, starting after `after` (exclusive).
+    pub fn scan_from<'a>(
+        &'a self,
+        after: Option<(KeyValue, SortKey)>,
+    ) -> Box<dyn Iterator<Item = (&'a KeyValue, &'a SortKey, &'a Item)> + 'a> {
+        match after {
+            None => Box::new(
+                self.parts
+                    .iter()
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i))),
+            ),
+            Some((start_pk, start_sk)) => {
+                let rest_of_first =
+                    self.parts
+                        .get_key_value(&start_pk)
+                        .into_iter()
+                        .flat_map(move |(pk, p)| {
+                            p.range((Bound::Excluded(start_sk.clone()), Bound::Unbounded))
+                                .map(move |(sk, i)| (pk, sk, i))
+                        });
+                let later = self
+                    .parts
+                    .range((Bound::Excluded(start_pk), Bound::Unbounded))
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i)));
+                Box::new(rest_of_first.chain(later))
+            }
+        }
+    }
+
+    /// Every item, for snapshots.
+    pub fn all_items(&self) -> impl Iterator<Item = &Item> {
+        self.parts.values().flat_map(|p| p.values())
+    }
+}
