@@ -181,17 +181,20 @@ impl Gateway {
             .arg(endpoint);
         cmd.env("RUST_LOG", "info");
         let stderr = Stdio::from(std::fs::File::create(&log).expect("log file"));
-        Self::spawn_in(cmd, stderr, dir)
-            .map_err(|msg| (msg, std::fs::read_to_string(&log).unwrap_or_default()))
+        match spawn_until(cmd, "dynamo-ingest ready", stderr) {
+            Ok((child, line)) => Ok(Self::ready(child, &line, dir)),
+            Err(msg) => Err((msg, std::fs::read_to_string(&log).unwrap_or_default())),
+        }
     }
 
     /// Spawns a prepared command line of the binary and waits for its ready line.
     pub fn spawn(cmd: Command, stderr: Stdio) -> Result<Self, String> {
-        Self::spawn_in(cmd, stderr, tempfile::tempdir().expect("tmp"))
+        let (child, line) = spawn_until(cmd, "dynamo-ingest ready", stderr)?;
+        Ok(Self::ready(child, &line, tempfile::tempdir().expect("tmp")))
     }
 
-    fn spawn_in(cmd: Command, stderr: Stdio, dir: tempfile::TempDir) -> Result<Self, String> {
-        let (child, line) = spawn_until(cmd, "dynamo-ingest ready", stderr)?;
+    /// Parses `dynamo-ingest ready http=.. admin=.. dynamodb=..`.
+    fn ready(child: Child, line: &str, dir: tempfile::TempDir) -> Self {
         let field = |name: &str| -> String {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
@@ -199,13 +202,7 @@ impl Gateway {
                 .unwrap_or_else(|| panic!("no {name} in `{line}`"))
         };
         let addr = |name: &str| -> SocketAddr { field(name).parse().expect("socket address") };
-        Ok(Self {
-            child,
-            http: addr("http="),
-            admin: addr("admin="),
-            dynamodb: field("dynamodb="),
-            dir,
-        })
+        Self { child, http: addr("http="), admin: addr("admin="), dynamodb: field("dynamodb="), dir }
     }
 
     pub fn url(&self, path: &str) -> String {
