@@ -202,7 +202,13 @@ impl Gateway {
                 .unwrap_or_else(|| panic!("no {name} in `{line}`"))
         };
         let addr = |name: &str| -> SocketAddr { field(name).parse().expect("socket address") };
-        Self { child, http: addr("http="), admin: addr("admin="), dynamodb: field("dynamodb="), dir }
+        Self {
+            child,
+            http: addr("http="),
+            admin: addr("admin="),
+            dynamodb: field("dynamodb="),
+            dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod rate;
 pub mod request;
 pub mod retry;
 pub mod writer;
