@@ -29,6 +29,8 @@ use crate::pipeline::router::Router;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::dynamodb::bootstrap::{self, BootstrapError};
 use crate::sink::dynamodb::client;
+use crate::sink::dynamodb::rate::controller::ControllerConfig;
+use crate::sink::dynamodb::rate::RateControl;
 use crate::sink::dynamodb::request::SdkWriter;
 use crate::sink::dynamodb::retry::Backoff;
 use crate::sink::dynamodb::writer::{self, WriterConfig};
@@ -151,6 +153,26 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             },
             max_fatal_attempts: d.retry.max_fatal_attempts,
         };
+        let rate = d.rate.enabled.then(|| {
+            let r = &d.rate;
+            let controller = ControllerConfig {
+                initial_wcu: r.initial_wcu,
+                min_wcu: r.min_wcu,
+                max_wcu: table.wcu_budget,
+                decrease_factor: r.decrease_factor,
+                recovery: r.recovery,
+                plateau: r.plateau,
+                probe_doubling: r.probe_doubling,
+                hold: r.hold,
+                unprocessed_threshold: r.unprocessed_threshold,
+            };
+            Arc::new(RateControl::new(
+                controller,
+                &table.name,
+                metrics.rate_limit.clone(),
+                metrics.rate_wait.clone(),
+            ))
+        });
         lanes.spawn(writer::run(
             table.clone(),
             batch_rx,
@@ -160,6 +182,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             dead_letter.clone(),
             metrics,
             reachable,
+            rate,
         ));
         queues.insert(table.name.clone(), Arc::new(tx));
         clocks.insert(table.name.clone(), Arc::new(SortClock::new()));

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +32,43 @@ pub struct FileConfig {
     pub dead_letter: DeadLetterSection,
     #[serde(default)]
     pub streams: BTreeMap<String, StreamSection>,
+    /// Per-table settings, keyed by DynamoDB table name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableSection>,
+}
+
+/// One `[tables.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    /// Most WCU/s the gateway sends to this table (e.g. its provisioned
+    /// capacity, or a share of it). None: purely adaptive.
+    #[serde(default)]
+    pub wcu_budget: Option<NonZeroU32>,
+}
+
+/// `[dynamodb.rate]`: the adaptive write-rate controller.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::initial_wcu")]
+    pub initial_wcu: f64,
+    #[serde(default = "defaults::min_wcu")]
+    pub min_wcu: f64,
+    #[serde(default = "defaults::decrease_factor")]
+    pub decrease_factor: f64,
+    #[serde(with = "humantime_serde", default = "defaults::recovery")]
+    pub recovery: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::plateau")]
+    pub plateau: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::probe_doubling")]
+    pub probe_doubling: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::hold")]
+    pub hold: Duration,
+    #[serde(default)]
+    pub unprocessed_threshold: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -86,6 +123,8 @@ pub struct DynamoDbSection {
     pub startup_timeout: Duration,
     #[serde(default)]
     pub retry: RetrySection,
+    #[serde(default)]
+    pub rate: RateSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -224,6 +263,7 @@ impl Default for DynamoDbSection {
             request_timeout: defaults::request_timeout(),
             startup_timeout: defaults::startup_timeout(),
             retry: RetrySection::default(),
+            rate: RateSection::default(),
         }
     }
 }
@@ -234,6 +274,22 @@ impl Default for RetrySection {
             base_delay: defaults::base_delay(),
             max_delay: defaults::max_delay(),
             max_fatal_attempts: defaults::max_fatal_attempts(),
+        }
+    }
+}
+
+impl Default for RateSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_wcu: defaults::initial_wcu(),
+            min_wcu: defaults::min_wcu(),
+            decrease_factor: defaults::decrease_factor(),
+            recovery: defaults::recovery(),
+            plateau: defaults::plateau(),
+            probe_doubling: defaults::probe_doubling(),
+            hold: defaults::hold(),
+            unprocessed_threshold: 0.0,
         }
     }
 }
@@ -305,6 +361,27 @@ mod defaults {
     }
     pub fn dead_letter_path() -> PathBuf {
         PathBuf::from("dead-letter.ndjson")
+    }
+    pub fn initial_wcu() -> f64 {
+        4000.0
+    }
+    pub fn min_wcu() -> f64 {
+        1.0
+    }
+    pub fn decrease_factor() -> f64 {
+        0.9
+    }
+    pub fn recovery() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn plateau() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn probe_doubling() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn hold() -> Duration {
+        Duration::from_millis(500)
     }
     pub fn ttl_attribute() -> String {
         "expires_at".to_owned()

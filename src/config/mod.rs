@@ -59,13 +59,15 @@ pub struct SortKeySpec {
 }
 
 /// What the gateway knows about a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
     pub name: String,
     pub partition_key: KeySpec,
     pub sort_key: Option<KeySpec>,
     /// Set when any stream of this table writes a TTL attribute.
     pub ttl_attribute: Option<String>,
+    /// `[tables.NAME] wcu_budget`.
+    pub wcu_budget: Option<f64>,
 }
 
 /// A validated `[streams.NAME]`.

@@ -69,6 +69,31 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
             "must be greater than zero and at most dynamodb.retry.max_delay",
         ));
     }
+    let r = &d.rate;
+    if !(r.decrease_factor > 0.0 && r.decrease_factor < 1.0) {
+        return Err(err(
+            "dynamodb.rate.decrease_factor",
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    if !(r.min_wcu >= 1.0 && r.initial_wcu >= r.min_wcu && r.initial_wcu.is_finite()) {
+        return Err(err(
+            "dynamodb.rate.initial_wcu",
+            "must be finite and at least dynamodb.rate.min_wcu, which must be at least 1",
+        ));
+    }
+    if !(0.0..1.0).contains(&r.unprocessed_threshold) {
+        return Err(err(
+            "dynamodb.rate.unprocessed_threshold",
+            "must be in [0, 1)",
+        ));
+    }
+    if r.recovery.is_zero() || r.probe_doubling.is_zero() {
+        return Err(err(
+            "dynamodb.rate.recovery",
+            "recovery and probe_doubling must be greater than zero",
+        ));
+    }
     if file.streams.is_empty() {
         return Err(err("streams", "at least one stream must be configured"));
     }
@@ -98,6 +123,11 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
                     kind: s.kind,
                 }),
                 ttl_attribute: None,
+                wcu_budget: file
+                    .tables
+                    .get(&section.table)
+                    .and_then(|t| t.wcu_budget)
+                    .map(|b| b.get() as f64),
             })
         });
         let sort = spec.sort_key.as_ref().map(|s| KeySpec {
@@ -132,6 +162,12 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
             }
         }
         streams.push(spec);
+    }
+    if let Some(unknown) = file.tables.keys().find(|t| !tables.contains_key(*t)) {
+        return Err(err(
+            format!("tables.{unknown}"),
+            "no stream writes to this table",
+        ));
     }
     // Streams hold the final table spec (with TTL merged across streams).
     for s in &mut streams {
@@ -251,6 +287,7 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
                 kind: k.kind,
             }),
             ttl_attribute: None,
+            wcu_budget: None,
         }),
         partition_key,
         sort_key,

@@ -28,6 +28,7 @@ pub const THROTTLED_REQUESTS: &str = "dynamo_ingest_throttled_requests_total";
 pub const RETRIES: &str = "dynamo_ingest_retries_total";
 pub const DEAD_LETTER_ITEMS: &str = "dynamo_ingest_dead_letter_items_total";
 pub const RATE_LIMIT_WCU: &str = "dynamo_ingest_rate_limit_wcu";
+pub const RATE_LIMIT_WAIT: &str = "dynamo_ingest_rate_limit_wait_microseconds_total";
 pub const WRITE_LATENCY: &str = "dynamo_ingest_write_latency_seconds";
 pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
 pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
@@ -192,6 +193,8 @@ pub struct TableMetrics {
     pub unprocessed: Counter,
     pub write_latency: Histogram,
     pub in_flight: Gauge,
+    pub rate_limit: Gauge,
+    pub rate_wait: Counter,
     end_to_end: HashMap<Arc<str>, Histogram>,
 }
 
@@ -223,6 +226,8 @@ impl TableMetrics {
             unprocessed: counter!(UNPROCESSED_ITEMS, "table" => t()),
             write_latency: histogram!(WRITE_LATENCY, "table" => t()),
             in_flight: gauge!(IN_FLIGHT, "table" => t()),
+            rate_limit: gauge!(RATE_LIMIT_WCU, "table" => t()),
+            rate_wait: counter!(RATE_LIMIT_WAIT, "table" => t()),
             end_to_end: streams
                 .iter()
                 .map(|s| {
@@ -240,6 +245,7 @@ impl TableMetrics {
         m.wcu.increment(0);
         m.unprocessed.increment(0);
         m.in_flight.set(0.0);
+        m.rate_wait.increment(0);
         m
     }
 

@@ -40,10 +40,6 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Provisioned,
@@ -535,9 +531,11 @@ fn run_phase(
         values.len(),
         within as f64 * 100.0 / values.len().max(1) as f64
     );
+    let elapsed = t_end - t_create;
     println!(
-        "whole run           total {total_wcu:.0} WCU; (total - initial tokens) / (t_end - t_create) = {:.1} WCU/s",
-        (total_wcu - initial_tokens) / (t_end - t_create)
+        "whole run           total {total_wcu:.0} WCU in {elapsed:.3} s = {:.1} WCU/s; above rate x time: {:+.0} WCU",
+        total_wcu / elapsed,
+        total_wcu - configured * elapsed
     );
     println!(
         "sim counters        admitted_items {}, throttled_calls {}, throttled_items {}, unprocessed_items {}",

@@ -198,7 +198,9 @@ impl WriteCapacity {
 
     fn roll_second(&mut self, now: f64) {
         let sec = now.floor() as i64;
-        if sec != self.second {
+        // Only forward: with several server threads a caller may read the
+        // clock just before another that already rolled into the next second.
+        if sec > self.second {
             // The peak is taken from completed seconds only.
             self.peak = self.peak.max(self.second_units);
             self.second = sec;
@@ -280,6 +282,20 @@ mod tests {
         assert_eq!(cap.try_admit(1, 1, 1.0), Err(ThrottleCause::Table));
         // Half a second later, half the rate is back.
         assert_eq!(admit_n(&mut cap, 500, |i| i as u64, 1.5), 50);
+    }
+
+    #[test]
+    fn a_late_clock_reading_does_not_roll_the_second_back() {
+        let mut cap = WriteCapacity::new(params(), Billing::OnDemand, None, Some(10), 0.0);
+        assert_eq!(admit_n(&mut cap, 1000, |i| i as u64, 1.2), 1000);
+        // Second 2 starts; a caller that read the clock a moment earlier
+        // (still in second 1) must not reset second 2's count.
+        assert_eq!(admit_n(&mut cap, 2000, |i| i as u64, 2.1), 2000);
+        assert_eq!(admit_n(&mut cap, 10, |i| i as u64, 1.99), 10);
+        assert_eq!(admit_n(&mut cap, 1000, |i| i as u64, 2.2), 1000);
+        // Completing second 2 records all its 3,010 units as the peak.
+        let _ = cap.try_admit(0, 1, 3.0);
+        assert_eq!(cap.peak(), 3010.0);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::rate::RateControl;
 use super::retry::{Backoff, WriteError};
 use crate::config::TableSpec;
 use crate::event::Item;
@@ -66,6 +67,7 @@ struct Ctx<W> {
     dead_letter: DeadLetter,
     metrics: TableMetrics,
     reachable: Arc<AtomicBool>,
+    rate: Option<Arc<RateControl>>,
 }
 
 /// Runs until `batches` is closed and every batch is settled.
@@ -80,6 +82,7 @@ pub async fn run<W: BatchWrite>(
     dead_letter: DeadLetter,
     metrics: TableMetrics,
     reachable: Arc<AtomicBool>,
+    rate: Option<Arc<RateControl>>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let ctx = Arc::new(Ctx {
@@ -90,6 +93,7 @@ pub async fn run<W: BatchWrite>(
         dead_letter,
         metrics,
         reachable,
+        rate,
     });
     // Keys (hashed) of the batches in flight: a batch holding a key that is
     // still being written waits, so two writes of one key keep their order
@@ -175,6 +179,13 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     .await;
                 break;
             }
+            let charge: u32 = pending.iter().map(Item::wcu).sum();
+            if let Some(rate) = &ctx.rate {
+                tokio::select! {
+                    _ = rate.charge(charge) => {}
+                    _ = ctx.abort.cancelled() => continue, // the loop head dead-letters
+                }
+            }
             let started = Instant::now();
             let result = ctx.writer.write(&ctx.table, &pending).await;
             ctx.metrics
@@ -185,6 +196,22 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     ctx.reachable.store(true, Ordering::Relaxed);
                     if let Some(wcu) = outcome.consumed_wcu {
                         ctx.metrics.wcu.increment(wcu.round() as u64);
+                    }
+                    if let Some(rate) = &ctx.rate {
+                        let unprocessed_wcu: u32 = outcome
+                            .unprocessed
+                            .iter()
+                            .filter_map(|&i| pending.get(i))
+                            .map(Item::wcu)
+                            .sum();
+                        let written_wcu = f64::from(charge - unprocessed_wcu);
+                        rate.succeeded(
+                            charge,
+                            outcome.consumed_wcu,
+                            written_wcu,
+                            pending.len(),
+                            outcome.unprocessed.len(),
+                        );
                     }
                     pending = settle_written(ctx, pending, &outcome.unprocessed);
                     if pending.is_empty() {
@@ -220,6 +247,9 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                         WriteError::Throttled { reason, .. } => {
                             ctx.reachable.store(true, Ordering::Relaxed);
                             ctx.metrics.throttled(reason);
+                            if let Some(rate) = &ctx.rate {
+                                rate.throttled();
+                            }
                         }
                         WriteError::Retriable { .. } => {
                             ctx.reachable.store(false, Ordering::Relaxed)
@@ -356,6 +386,7 @@ mod tests {
             },
             sort_key: None,
             ttl_attribute: None,
+            wcu_budget: None,
         });
         let config = WriterConfig {
             max_in_flight,
@@ -374,6 +405,7 @@ mod tests {
             DeadLetter::new(dlq_path.clone()),
             TableMetrics::register("T", &[]),
             Arc::new(AtomicBool::new(true)),
+            None,
         ));
         Harness {
             fake,

@@ -1,5 +1,100 @@
-//! Write-rate control for a table: the adaptive [`controller`] decides how
-//! many WCU per second DynamoDB will take. (Being wired into the writer:
-//! see the adaptive rate limiting issue.)
+//! Write-rate control for one table, between the batcher and DynamoDB:
+//! the adaptive [`controller`] decides how many WCU per second DynamoDB will
+//! take, the [`limiter`] (a governor token bucket) holds every call to that
+//! rate. [`RateControl`] joins them for the writer: charge a call before it
+//! is sent, report what DynamoDB said after.
 
 pub mod controller;
+pub mod limiter;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge};
+
+use self::controller::{ControllerConfig, RateController, Reaction};
+use self::limiter::WcuLimiter;
+
+/// The rate controller and token bucket of one table.
+#[derive(Debug)]
+pub struct RateControl {
+    controller: Mutex<RateController>,
+    limiter: WcuLimiter,
+    rate_gauge: Gauge,
+    waited: Counter,
+    table: String,
+}
+
+impl RateControl {
+    pub fn new(config: ControllerConfig, table: &str, rate_gauge: Gauge, waited: Counter) -> Self {
+        let now = Instant::now();
+        let control = Self {
+            controller: Mutex::new(RateController::new(config, now)),
+            limiter: WcuLimiter::new(),
+            rate_gauge,
+            waited,
+            table: table.to_owned(),
+        };
+        control.update(now);
+        control
+    }
+
+    fn update(&self, now: Instant) -> f64 {
+        let rate = self
+            .controller
+            .lock()
+            .map(|mut c| c.rate(now))
+            .unwrap_or(f64::INFINITY);
+        self.limiter.set_rate(rate);
+        self.rate_gauge.set(rate);
+        rate
+    }
+
+    /// Waits until a call costing `wcu` may be sent.
+    pub async fn charge(&self, wcu: u32) {
+        self.update(Instant::now());
+        let waited = self.limiter.take(wcu).await;
+        if waited > Duration::ZERO {
+            self.waited.increment(waited.as_micros() as u64);
+        }
+    }
+
+    /// A call charged `charged` succeeded: `written` WCU of items were
+    /// confirmed (DynamoDB's ConsumedCapacity when it sent it), `unprocessed`
+    /// of `sent` items came back.
+    pub fn succeeded(
+        &self,
+        charged: u32,
+        consumed: Option<f64>,
+        written_wcu: f64,
+        sent: usize,
+        unprocessed: usize,
+    ) {
+        let now = Instant::now();
+        if let Some(consumed) = consumed {
+            self.limiter.correct(charged, consumed);
+        }
+        let reaction = self.controller.lock().ok().and_then(|mut c| {
+            c.on_written(now, consumed.unwrap_or(written_wcu));
+            c.on_partial(now, sent, unprocessed)
+        });
+        self.log(reaction, "unprocessed items");
+    }
+
+    /// DynamoDB refused a call for capacity.
+    pub fn throttled(&self) {
+        let reaction = self
+            .controller
+            .lock()
+            .ok()
+            .map(|mut c| c.on_throttle(Instant::now()));
+        self.log(reaction, "throttling");
+    }
+
+    fn log(&self, reaction: Option<Reaction>, signal: &str) {
+        if let Some(Reaction::Decreased(rate)) = reaction {
+            tracing::debug!(table = %self.table, rate, signal, "write rate lowered");
+            self.update(Instant::now());
+        }
+    }
+}
