@@ -470,3 +470,37 @@ async fn sigterm_during_load_keeps_every_acknowledged_event() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_http_path_fills_keys_from_the_path() {
+    let db = Dynalite::start();
+    let gw = Gateway::start(
+        &db.endpoint,
+        &[(
+            "table = \"IoTSensorData\"",
+            "table = \"IoTSensorData\"\nhttp_path = \"/devices/{device_id}/readings\"",
+        )],
+        "",
+    );
+    let http = Http::default();
+    let r = http
+        .post_json(
+            &gw.url("/devices/D%2F7%20x/readings?ack=written"),
+            r#"[{"temperature":1},{"temperature":2}]"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), serde_json::json!({"accepted": 2, "written": 2}));
+    let r = http.get(&gw.url("/devices/D1/readings")).await;
+    assert_eq!(r.status, 405);
+    let r = http
+        .post_json(&gw.url("/devices//readings"), r#"{"temperature":1}"#)
+        .await;
+    assert_eq!(r.status, 404, "an empty capture matches no route");
+    let c = dynamodb(&db.endpoint).await;
+    assert_eq!(
+        query(&c, "IoTSensorData", "device_id", "D/7 x").await.len(),
+        2,
+        "percent-decoded path segment"
+    );
+}

@@ -116,7 +116,7 @@ impl Router {
             };
             StreamMetrics::rejected(stream, source, reason, n);
         } else if let Ok(a) = &result {
-            route.metrics.received_http.increment(a.count as u64);
+            route.metrics.received(source, a.count as u64);
         }
         result
     }

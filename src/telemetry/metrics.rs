@@ -155,22 +155,34 @@ pub fn describe() {
 /// Handles for one stream.
 #[derive(Debug, Clone)]
 pub struct StreamMetrics {
-    pub received_http: Counter,
+    /// `events_received_total`, one per entry of [`SOURCES`].
+    received: [Counter; SOURCES.len()],
     pub end_to_end: Histogram,
 }
 
 impl StreamMetrics {
     pub fn register(stream: &str) -> Self {
         for source in SOURCES {
-            counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => source)
-                .increment(0);
             for reason in REJECT_REASONS {
                 counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "source" => source, "reason" => reason).increment(0);
             }
         }
+        let received = SOURCES.map(
+            |source| counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => source),
+        );
+        for c in &received {
+            c.increment(0);
+        }
         Self {
-            received_http: counter!(EVENTS_RECEIVED, "stream" => stream.to_owned(), "source" => "http"),
+            received,
             end_to_end: histogram!(END_TO_END_LATENCY, "stream" => stream.to_owned()),
+        }
+    }
+
+    /// Counts `n` events of this stream acknowledged from `source`.
+    pub fn received(&self, source: &str, n: u64) {
+        if let Some(i) = SOURCES.iter().position(|s| *s == source) {
+            self.received[i].increment(n);
         }
     }
 

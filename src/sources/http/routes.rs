@@ -228,10 +228,9 @@ fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiE
 }
 
 fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn seed_stream(seed: Seed) -> &'static str {
