@@ -32,6 +32,7 @@ pub const RATE_LIMIT_WAIT: &str = "dynamo_ingest_rate_limit_wait_microseconds_to
 pub const WRITE_LATENCY: &str = "dynamo_ingest_write_latency_seconds";
 pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
 pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
+pub const CONCURRENCY_LIMIT: &str = "dynamo_ingest_concurrency_limit";
 pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
 pub const MQTT_CONNECTIONS: &str = "dynamo_ingest_mqtt_connections";
 pub const MQTT_UNROUTABLE: &str = "dynamo_ingest_mqtt_messages_unroutable_total";
@@ -139,6 +140,7 @@ pub fn describe() {
         "From receipt of an event to DynamoDB's confirmation."
     );
     describe_gauge!(IN_FLIGHT, "BatchWriteItem calls in flight.");
+    describe_gauge!(CONCURRENCY_LIMIT, "Learned limit of BatchWriteItem calls in flight.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
     describe_gauge!(MQTT_CONNECTIONS, "Connected MQTT clients.");
     describe_counter!(
@@ -206,6 +208,7 @@ pub struct TableMetrics {
     pub write_latency: Histogram,
     pub in_flight: Gauge,
     pub rate_limit: Gauge,
+    pub concurrency_limit: Gauge,
     pub rate_wait: Counter,
     end_to_end: HashMap<Arc<str>, Histogram>,
 }
@@ -239,6 +242,7 @@ impl TableMetrics {
             write_latency: histogram!(WRITE_LATENCY, "table" => t()),
             in_flight: gauge!(IN_FLIGHT, "table" => t()),
             rate_limit: gauge!(RATE_LIMIT_WCU, "table" => t()),
+            concurrency_limit: gauge!(CONCURRENCY_LIMIT, "table" => t()),
             rate_wait: counter!(RATE_LIMIT_WAIT, "table" => t()),
             end_to_end: streams
                 .iter()

@@ -1,5 +1,5 @@
-//! The per-table writer: batches → BatchWriteItem, up to `max_in_flight`
-//! calls at once, until DynamoDB confirmed every item or it went to the
+//! The per-table writer: batches → BatchWriteItem, as many calls at once as
+//! the adaptive concurrency limit allows (at most `max_in_flight`), until DynamoDB confirmed every item or it went to the
 //! dead-letter file.
 //!
 //! Per batch: UnprocessedItems are re-sent (ahead of new work: the batch
@@ -13,15 +13,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::rate::concurrency::{ConcurrencyConfig, ConcurrencyController};
 use super::rate::RateControl;
 use super::retry::{Backoff, WriteError};
 use crate::config::TableSpec;
@@ -68,6 +69,14 @@ struct Ctx<W> {
     metrics: TableMetrics,
     reachable: Arc<AtomicBool>,
     rate: Option<Arc<RateControl>>,
+    concurrency: Mutex<ConcurrencyController>,
+    calls_in_flight: AtomicUsize,
+}
+
+impl<W> Ctx<W> {
+    fn concurrency_limit(&self) -> usize {
+        self.concurrency.lock().map(|c| c.limit()).unwrap_or(self.config.max_in_flight).max(1)
+    }
 }
 
 /// Runs until `batches` is closed and every batch is settled.
@@ -84,7 +93,7 @@ pub async fn run<W: BatchWrite>(
     reachable: Arc<AtomicBool>,
     rate: Option<Arc<RateControl>>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let concurrency = Mutex::new(ConcurrencyController::new(ConcurrencyConfig::new(config.max_in_flight), Instant::now().into_std()));
     let ctx = Arc::new(Ctx {
         table,
         writer,
@@ -94,6 +103,8 @@ pub async fn run<W: BatchWrite>(
         metrics,
         reachable,
         rate,
+        concurrency,
+        calls_in_flight: AtomicUsize::new(0),
     });
     // Keys (hashed) of the batches in flight: a batch holding a key that is
     // still being written waits, so two writes of one key keep their order
@@ -101,11 +112,12 @@ pub async fn run<W: BatchWrite>(
     let keys_in_flight: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
     let mut tasks = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let Ok(permit) = permit else { break };
+        // Room under the learned concurrency limit.
+        while tasks.len() >= ctx.concurrency_limit() {
+            if tasks.join_next().await.is_none() {
+                break;
+            }
+        }
         let batch = tokio::select! {
             b = batches.recv() => b,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -138,7 +150,6 @@ pub async fn run<W: BatchWrite>(
                     }
                 }
             }
-            drop(permit);
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -187,10 +198,21 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                 }
             }
             let started = Instant::now();
+            let running = ctx.calls_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Ok(mut c) = ctx.concurrency.lock() {
+                c.on_start(running);
+            }
             let result = ctx.writer.write(&ctx.table, &pending).await;
-            ctx.metrics
-                .write_latency
-                .record(started.elapsed().as_secs_f64());
+            ctx.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+            let rtt = started.elapsed();
+            ctx.metrics.write_latency.record(rtt.as_secs_f64());
+            // Throttling is the rate limiter's signal; concurrency reacts to
+            // a saturated service or network (5xx, timeouts, rising latency).
+            let congested = matches!(result, Err(WriteError::Retriable { .. }));
+            if let Ok(mut c) = ctx.concurrency.lock() {
+                c.on_end(Instant::now().into_std(), rtt, congested);
+                ctx.metrics.concurrency_limit.set(c.limit() as f64);
+            }
             let retry_cause = match result {
                 Ok(outcome) => {
                     ctx.reachable.store(true, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 //! rate. [`RateControl`] joins them for the writer: charge a call before it
 //! is sent, report what DynamoDB said after.
 
+pub mod concurrency;
 pub mod controller;
 pub mod limiter;
 
