@@ -140,7 +140,10 @@ pub fn describe() {
         "From receipt of an event to DynamoDB's confirmation."
     );
     describe_gauge!(IN_FLIGHT, "BatchWriteItem calls in flight.");
-    describe_gauge!(CONCURRENCY_LIMIT, "Learned limit of BatchWriteItem calls in flight.");
+    describe_gauge!(
+        CONCURRENCY_LIMIT,
+        "Learned limit of BatchWriteItem calls in flight."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
     describe_gauge!(MQTT_CONNECTIONS, "Connected MQTT clients.");
     describe_counter!(

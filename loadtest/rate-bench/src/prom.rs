@@ -36,7 +36,11 @@ pub fn has(text: &str, name: &str) -> bool {
 
 /// The `le` label's value.
 fn le_of(labels: &str) -> Option<f64> {
-    let start = labels.find("le=\"")? + 4;
+    // `le` is a whole label name: not the tail of e.g. `table="…"`.
+    let start = ["{le=\"", ",le=\""]
+        .iter()
+        .find_map(|p| labels.find(p))?
+        + 5;
     let rest = &labels[start..];
     let end = rest.find('"')?;
     let v = &rest[..end];

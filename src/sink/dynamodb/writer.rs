@@ -75,7 +75,11 @@ struct Ctx<W> {
 
 impl<W> Ctx<W> {
     fn concurrency_limit(&self) -> usize {
-        self.concurrency.lock().map(|c| c.limit()).unwrap_or(self.config.max_in_flight).max(1)
+        self.concurrency
+            .lock()
+            .map(|c| c.limit())
+            .unwrap_or(self.config.max_in_flight)
+            .max(1)
     }
 }
 
@@ -93,7 +97,10 @@ pub async fn run<W: BatchWrite>(
     reachable: Arc<AtomicBool>,
     rate: Option<Arc<RateControl>>,
 ) {
-    let concurrency = Mutex::new(ConcurrencyController::new(ConcurrencyConfig::new(config.max_in_flight), Instant::now().into_std()));
+    let concurrency = Mutex::new(ConcurrencyController::new(
+        ConcurrencyConfig::new(config.max_in_flight),
+        Instant::now().into_std(),
+    ));
     let ctx = Arc::new(Ctx {
         table,
         writer,

@@ -25,7 +25,12 @@ pub struct ConcurrencyConfig {
 
 impl ConcurrencyConfig {
     pub fn new(max: usize) -> Self {
-        Self { max: max.max(1), decrease_factor: 0.9, rtt_tolerance: 0.5, ewma_alpha: 0.4 }
+        Self {
+            max: max.max(1),
+            decrease_factor: 0.9,
+            rtt_tolerance: 0.5,
+            ewma_alpha: 0.4,
+        }
     }
 }
 
@@ -82,7 +87,9 @@ impl ConcurrencyController {
 
     fn end_window(&mut self, now: Instant) {
         let avg = self.rtt_sum / f64::from(self.rtt_count.max(1));
-        let slow = self.mean_rtt.is_some_and(|m| avg > m * (1.0 + self.cfg.rtt_tolerance));
+        let slow = self
+            .mean_rtt
+            .is_some_and(|m| avg > m * (1.0 + self.cfg.rtt_tolerance));
         if self.congested || slow {
             self.limit = ((self.limit as f64 * self.cfg.decrease_factor).floor() as usize).max(1);
         } else if self.reached_limit {
@@ -110,7 +117,13 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     /// Runs `windows` windows of calls with round trip `rtt` at full limit.
-    fn run(c: &mut ConcurrencyController, now: &mut Instant, windows: usize, rtt: Duration, congested: bool) {
+    fn run(
+        c: &mut ConcurrencyController,
+        now: &mut Instant,
+        windows: usize,
+        rtt: Duration,
+        congested: bool,
+    ) {
         for _ in 0..windows {
             for _ in 0..c.limit() {
                 c.on_start(c.limit());
