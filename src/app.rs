@@ -168,6 +168,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             };
             Arc::new(RateControl::new(
                 controller,
+                r.partition_wcu,
                 &table.name,
                 metrics.rate_limit.clone(),
                 metrics.rate_wait.clone(),

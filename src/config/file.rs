@@ -69,6 +69,8 @@ pub struct RateSection {
     pub hold: Duration,
     #[serde(default)]
     pub unprocessed_threshold: f64,
+    #[serde(default = "defaults::partition_wcu")]
+    pub partition_wcu: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -290,6 +292,7 @@ impl Default for RateSection {
             probe_doubling: defaults::probe_doubling(),
             hold: defaults::hold(),
             unprocessed_threshold: 0.0,
+            partition_wcu: defaults::partition_wcu(),
         }
     }
 }
@@ -361,6 +364,9 @@ mod defaults {
     }
     pub fn dead_letter_path() -> PathBuf {
         PathBuf::from("dead-letter.ndjson")
+    }
+    pub fn partition_wcu() -> NonZeroU32 {
+        NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)
     }
     pub fn initial_wcu() -> f64 {
         4000.0

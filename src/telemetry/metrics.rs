@@ -63,10 +63,11 @@ pub const BATCH_OUTCOMES: [&str; 6] = [
     "fatal",
 ];
 /// Throttling signals.
-pub const THROTTLE_REASONS: [&str; 3] = [
+pub const THROTTLE_REASONS: [&str; 4] = [
     "provisioned_throughput_exceeded",
     "throttling",
     "request_limit_exceeded",
+    "key_range",
 ];
 /// Why a write was retried.
 pub const RETRY_CAUSES: [&str; 6] = [

@@ -311,8 +311,8 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
             .map_or(String::new(), |v| format!("{v:.0}"));
         let _ = writeln!(
             csv,
-            "{sec},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{rl}",
-            sec as f64 - t_start,
+            "{sec},{},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{rl}",
+            (sec as f64 - t_start).round() as i64,
             cap_at(sec),
             buckets.get(&sec).copied().unwrap_or(0.0),
             s.capacity,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
+use aws_sdk_dynamodb::types::ThrottlingReason;
 use rand::Rng;
 
 /// A failed BatchWriteItem call, by what the writer does next.
@@ -99,18 +100,17 @@ fn classify_service(e: &BatchWriteItemError) -> WriteError {
         .map(str::to_owned)
         .unwrap_or_else(|| e.to_string());
     match e {
-        BatchWriteItemError::ProvisionedThroughputExceededException(_) => WriteError::Throttled {
-            reason: "provisioned_throughput_exceeded",
+        BatchWriteItemError::ProvisionedThroughputExceededException(x) => throttled(
+            x.throttling_reasons(),
+            "provisioned_throughput_exceeded",
             message,
-        },
-        BatchWriteItemError::ThrottlingException(_) => WriteError::Throttled {
-            reason: "throttling",
-            message,
-        },
-        BatchWriteItemError::RequestLimitExceeded(_) => WriteError::Throttled {
-            reason: "request_limit_exceeded",
-            message,
-        },
+        ),
+        BatchWriteItemError::ThrottlingException(x) => {
+            throttled(x.throttling_reasons(), "throttling", message)
+        }
+        BatchWriteItemError::RequestLimitExceeded(x) => {
+            throttled(x.throttling_reasons(), "request_limit_exceeded", message)
+        }
         BatchWriteItemError::InternalServerError(_)
         | BatchWriteItemError::ReplicatedWriteConflictException(_) => WriteError::Retriable {
             cause: "server_error",
@@ -147,6 +147,20 @@ fn classify_service(e: &BatchWriteItemError) -> WriteError {
                 message: format!("{}: {message}", code.unwrap_or("unknown error")),
             },
         },
+    }
+}
+
+/// A throttling error; when every ThrottlingReason names a key range (one
+/// hot partition) rather than the table or account, the reason is
+/// `key_range`: that is not a signal to slow the whole table.
+fn throttled(reasons: &[ThrottlingReason], reason: &'static str, message: String) -> WriteError {
+    let key_range = !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| r.reason().is_some_and(|r| r.contains("KeyRange")));
+    WriteError::Throttled {
+        reason: if key_range { "key_range" } else { reason },
+        message,
     }
 }
 
@@ -231,6 +245,43 @@ mod tests {
         assert!(matches!(
             classify(&service(rnf, 400)),
             WriteError::Fatal { .. }
+        ));
+    }
+
+    #[test]
+    fn key_range_throttling_is_told_apart_from_table_throttling() {
+        let reason = |r: &str| {
+            ThrottlingReason::builder()
+                .reason(r)
+                .resource("arn:aws:dynamodb:us-east-1:1:table/T")
+                .build()
+        };
+        let hot = BatchWriteItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("m")
+                .throttling_reasons(reason("TableWriteKeyRangeThroughputExceeded"))
+                .build(),
+        );
+        assert!(matches!(
+            classify(&service(hot, 400)),
+            WriteError::Throttled {
+                reason: "key_range",
+                ..
+            }
+        ));
+        let table = BatchWriteItemError::ThrottlingException(
+            ThrottlingException::builder()
+                .message("m")
+                .throttling_reasons(reason("TableWriteKeyRangeThroughputExceeded"))
+                .throttling_reasons(reason("TableWriteProvisionedThroughputExceeded"))
+                .build(),
+        );
+        assert!(matches!(
+            classify(&service(table, 400)),
+            WriteError::Throttled {
+                reason: "throttling",
+                ..
+            }
         ));
     }
 

@@ -197,6 +197,19 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     .await;
                 break;
             }
+            // Items whose partition key is over its partition's rate wait
+            // (keeping this batch's slot); the others go now.
+            let mut held = Vec::new();
+            if let Some(rate) = &ctx.rate {
+                let (ready, waiting, wait) = rate.split_by_key(pending);
+                pending = ready;
+                held = waiting;
+                if pending.is_empty() {
+                    pending = held;
+                    sleep_or_abort(wait, &ctx.abort).await;
+                    continue; // the loop head dead-letters on abort
+                }
+            }
             let charge: u32 = pending.iter().map(Item::wcu).sum();
             if let Some(rate) = &ctx.rate {
                 tokio::select! {
@@ -245,13 +258,21 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     pending = settle_written(ctx, pending, &outcome.unprocessed);
                     if pending.is_empty() {
                         ctx.metrics.batch("ok");
-                        break;
+                        if held.is_empty() {
+                            break;
+                        }
+                        pending = held;
+                        continue;
                     }
                     ctx.metrics.batch("partial");
                     ctx.metrics.unprocessed.increment(pending.len() as u64);
+                    pending.extend(held);
                     "unprocessed"
                 }
                 Err(WriteError::Validation { message }) => {
+                    if !held.is_empty() {
+                        groups.push(held);
+                    }
                     ctx.reachable.store(true, Ordering::Relaxed);
                     ctx.metrics.batch("validation");
                     if pending.len() == 1 {
@@ -271,12 +292,14 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     break;
                 }
                 Err(e) => {
+                    pending.extend(held);
                     ctx.metrics.batch(e.outcome());
                     match &e {
                         WriteError::Throttled { reason, .. } => {
                             ctx.reachable.store(true, Ordering::Relaxed);
                             ctx.metrics.throttled(reason);
-                            if let Some(rate) = &ctx.rate {
+                            // A hot key range is the per-key limiter's business.
+                            if let (Some(rate), false) = (&ctx.rate, *reason == "key_range") {
                                 rate.throttled();
                             }
                         }

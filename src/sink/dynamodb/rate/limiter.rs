@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
@@ -152,6 +153,61 @@ impl WcuLimiter<DefaultClock> {
     }
 }
 
+/// Per-partition-key WCU buckets: DynamoDB serves one partition at most
+/// 1,000 WCU/s, so one hot key is held to that while other keys flow.
+/// Keys are the hashes of the items' normalized partition keys.
+#[derive(Debug)]
+pub struct KeyLimiter<C: Clock = DefaultClock> {
+    clock: C,
+    buckets: RateLimiter<u64, HashMapStateStore<u64>, C, NoOpMiddleware<<C as Clock>::Instant>>,
+    burst: u32,
+}
+
+impl KeyLimiter<DefaultClock> {
+    /// `wcu` per second and key, with one second of burst.
+    pub fn new(wcu: NonZeroU32) -> Self {
+        Self::with_clock(wcu, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> KeyLimiter<C> {
+    pub fn with_clock(wcu: NonZeroU32, clock: C) -> Self {
+        let burst = wcu.max(NonZeroU32::new(MIN_BURST).unwrap_or(NonZeroU32::MIN));
+        let quota = Quota::per_second(wcu).allow_burst(burst);
+        Self {
+            buckets: RateLimiter::new(quota, HashMapStateStore::default(), clock.clone()),
+            clock,
+            burst: burst.get(),
+        }
+    }
+
+    /// Takes `wcu` (capped at one second's worth) from `key`'s bucket, or
+    /// says how long to wait.
+    pub fn try_take(&self, key: u64, wcu: u32) -> Result<(), Duration> {
+        let Some(n) = NonZeroU32::new(wcu.min(self.burst)) else {
+            return Ok(());
+        };
+        match self.buckets.check_key_n(&key, n) {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
+    /// Forgets keys whose buckets are full again (bounded memory).
+    pub fn forget_idle(&self) {
+        self.buckets.retain_recent();
+    }
+
+    /// Keys currently remembered.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +253,33 @@ mod tests {
         // 100 WCU of credit: the next 100 are free.
         assert_eq!(l.try_take(100), Ok(()));
         assert!(l.try_take(1).is_err());
+    }
+
+    #[test]
+    fn a_hot_key_is_held_to_its_partition_rate_while_others_flow() {
+        let clock = FakeRelativeClock::default();
+        let keys = KeyLimiter::with_clock(NonZeroU32::new(1000).expect("nonzero"), clock.clone());
+        let (mut hot, mut cold) = (0u32, 0u32);
+        for _ in 0..2000 {
+            // 2 WCU per ms offered on the hot key: twice its partition's rate.
+            for _ in 0..2 {
+                if keys.try_take(7, 1).is_ok() {
+                    hot += 1;
+                }
+            }
+            if keys.try_take(9, 1).is_ok() {
+                cold += 1;
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        assert!(
+            (2990..=3010).contains(&hot),
+            "1 s of burst + 2 s at 1000 WCU/s: {hot}"
+        );
+        assert_eq!(cold, 2000, "the other key is not slowed");
+        clock.advance(Duration::from_secs(2));
+        keys.forget_idle();
+        assert!(keys.is_empty(), "idle keys are forgotten");
     }
 
     #[test]

@@ -1,37 +1,57 @@
 //! Write-rate control for one table, between the batcher and DynamoDB:
 //! the adaptive [`controller`] decides how many WCU per second DynamoDB will
 //! take, the [`limiter`] (a governor token bucket) holds every call to that
-//! rate. [`RateControl`] joins them for the writer: charge a call before it
-//! is sent, report what DynamoDB said after.
+//! rate, and a keyed bucket holds each partition key to DynamoDB's 1,000
+//! WCU/s per partition so one hot key waits while the others flow.
+//! [`RateControl`] joins them for the writer: hold back items of hot keys,
+//! charge a call before it is sent, report what DynamoDB said after.
 
 pub mod concurrency;
 pub mod controller;
 pub mod limiter;
 
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge};
 
 use self::controller::{ControllerConfig, RateController, Reaction};
-use self::limiter::WcuLimiter;
+use self::limiter::{KeyLimiter, WcuLimiter};
+use crate::event::Item;
+
+/// How often (in calls) idle partition keys are forgotten.
+const FORGET_EVERY: u64 = 1024;
 
 /// The rate controller and token bucket of one table.
 #[derive(Debug)]
 pub struct RateControl {
     controller: Mutex<RateController>,
     limiter: WcuLimiter,
+    keys: KeyLimiter,
+    splits: AtomicU64,
     rate_gauge: Gauge,
     waited: Counter,
     table: String,
 }
 
 impl RateControl {
-    pub fn new(config: ControllerConfig, table: &str, rate_gauge: Gauge, waited: Counter) -> Self {
+    /// `partition_wcu`: the most one partition key gets per second.
+    pub fn new(
+        config: ControllerConfig,
+        partition_wcu: NonZeroU32,
+        table: &str,
+        rate_gauge: Gauge,
+        waited: Counter,
+    ) -> Self {
         let now = Instant::now();
         let control = Self {
             controller: Mutex::new(RateController::new(config, now)),
             limiter: WcuLimiter::new(),
+            keys: KeyLimiter::new(partition_wcu),
+            splits: AtomicU64::new(0),
             rate_gauge,
             waited,
             table: table.to_owned(),
@@ -49,6 +69,38 @@ impl RateControl {
         self.limiter.set_rate(rate);
         self.rate_gauge.set(rate);
         rate
+    }
+
+    /// Splits `items` into those whose partition key has capacity now and
+    /// those that must wait, with how long the first of them waits.
+    pub fn split_by_key(&self, items: Vec<Item>) -> (Vec<Item>, Vec<Item>, Duration) {
+        if self.splits.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.keys.forget_idle();
+        }
+        let mut ready = Vec::with_capacity(items.len());
+        let mut waiting = Vec::new();
+        let mut wait = Duration::MAX;
+        for item in items {
+            let partition = item.key.split('\0').next().unwrap_or_default();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            partition.hash(&mut h);
+            match self.keys.try_take(h.finish(), item.wcu()) {
+                Ok(()) => ready.push(item),
+                Err(w) => {
+                    wait = wait.min(w);
+                    waiting.push(item);
+                }
+            }
+        }
+        (
+            ready,
+            waiting,
+            if wait == Duration::MAX {
+                Duration::ZERO
+            } else {
+                wait
+            },
+        )
     }
 
     /// Waits until a call costing `wcu` may be sent.
