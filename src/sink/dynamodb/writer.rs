@@ -425,6 +425,14 @@ mod tests {
     }
 
     fn start(fake: Scripted, max_in_flight: usize) -> Harness {
+        start_with_rate(fake, max_in_flight, None)
+    }
+
+    fn start_with_rate(
+        fake: Scripted,
+        max_in_flight: usize,
+        rate: Option<Arc<RateControl>>,
+    ) -> Harness {
         let fake = Arc::new(fake);
         let dir = tempfile::tempdir().expect("tmp");
         let dlq_path = dir.path().join("dlq.ndjson");
@@ -457,7 +465,7 @@ mod tests {
             DeadLetter::new(dlq_path.clone()),
             TableMetrics::register("T", &[]),
             Arc::new(AtomicBool::new(true)),
-            None,
+            rate,
         ));
         Harness {
             fake,
@@ -647,6 +655,57 @@ mod tests {
         let dl = dead_letters(&h.dlq_path);
         assert_eq!(dl.len(), 3);
         assert!(dl.iter().all(|l| l["reason"] == "shutdown_deadline"));
+    }
+
+    /// Real time: the limiters run on governor's clock.
+    #[tokio::test]
+    async fn a_hot_partition_key_waits_while_the_rest_of_its_batch_is_written() {
+        use crate::sink::dynamodb::rate::controller::ControllerConfig;
+        let rate = Arc::new(RateControl::new(
+            ControllerConfig::default(),
+            std::num::NonZeroU32::new(400).expect("nonzero"),
+            "T",
+            metrics::Gauge::noop(),
+            metrics::Counter::noop(),
+        ));
+        let h = start_with_rate(Scripted::default(), 2, Some(rate));
+        let ack = Arc::new(Ack::new(26));
+        // 20 items of 20 KB (20 WCU each) on partition key HOT: 400 WCU, the
+        // key's whole burst; 5 more items on other keys.
+        let mut items: Vec<Item> = (0..20)
+            .map(|i| {
+                let mut it = item(&format!("HOT\0{i}"), 20 * 1024);
+                it.acks.push(ack.clone());
+                it
+            })
+            .collect();
+        items.extend((0..5).map(|i| {
+            let mut it = item(&format!("K{i}\0x"), 1024);
+            it.acks.push(ack.clone());
+            it
+        }));
+        // One more HOT item beyond the burst: it must wait ~50 ms for tokens.
+        let mut late = item("HOT\0late", 20 * 1024);
+        late.acks.push(ack.clone());
+        let extra = Arc::new(Ack::new(1));
+        late.acks.push(extra.clone());
+        items.push(late);
+        let bytes = items.iter().map(|i| i.size as usize).sum();
+        h.tx.send(Batch { items, bytes }).await.expect("send");
+        assert_eq!(extra.wait(1).await.written, 1);
+        assert_eq!(ack.wait(26).await.written, 26);
+        let calls = h.fake.calls.lock().expect("lock").clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(
+            calls[0].iter().any(|k| k.starts_with('K')),
+            "other keys went in the first call"
+        );
+        assert_eq!(
+            calls[1].len(),
+            1,
+            "only the over-budget HOT item waited: {calls:?}"
+        );
+        assert!(calls[1][0].starts_with("HOT"));
     }
 
     #[tokio::test(start_paused = true)]
