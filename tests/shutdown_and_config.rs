@@ -147,3 +147,76 @@ async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked()
         .unwrap()
         .starts_with('Q'));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_is_on_metrics_before_the_first_event() {
+    let db = Dynalite::start();
+    let gw = Gateway::start(&db.endpoint, &[], "");
+    let http = Http::default();
+    let body = http.get(&format!("http://{}/metrics", gw.admin)).await.body;
+    // (family, labels): each must have a series carrying all those labels.
+    let families: [(&str, &[&str]); 20] = [
+        (
+            "events_received_total",
+            &["source=\"http\"", "stream=\"sensor\""],
+        ),
+        (
+            "events_received_total",
+            &["source=\"mqtt\"", "stream=\"cart\""],
+        ),
+        (
+            "events_rejected_total",
+            &[
+                "reason=\"queue_full\"",
+                "source=\"http\"",
+                "stream=\"activity\"",
+            ],
+        ),
+        ("queue_depth", &["table=\"IoTSensorData\""]),
+        ("queue_bytes", &["table=\"UserActivity\""]),
+        (
+            "batches_total",
+            &["outcome=\"partial\"", "table=\"ShoppingCart\""],
+        ),
+        ("batch_collapsed_items_total", &["table=\"ShoppingCart\""]),
+        ("items_written_total", &["table=\"IoTSensorData\""]),
+        ("wcu_consumed_total", &["table=\"IoTSensorData\""]),
+        ("unprocessed_items_total", &["table=\"IoTSensorData\""]),
+        (
+            "throttled_requests_total",
+            &["reason=\"key_range\"", "table=\"IoTSensorData\""],
+        ),
+        (
+            "retries_total",
+            &["cause=\"unprocessed\"", "table=\"IoTSensorData\""],
+        ),
+        (
+            "dead_letter_items_total",
+            &["reason=\"validation\"", "table=\"IoTSensorData\""],
+        ),
+        ("rate_limit_wcu", &["table=\"IoTSensorData\""]),
+        (
+            "rate_limit_wait_microseconds_total",
+            &["table=\"IoTSensorData\""],
+        ),
+        ("concurrency_limit", &["table=\"IoTSensorData\""]),
+        ("requests_in_flight", &["table=\"IoTSensorData\""]),
+        ("http_requests_total", &["class=\"5xx\""]),
+        ("mqtt_connections", &[]),
+        ("mqtt_messages_unroutable_total", &[]),
+    ];
+    let present = |name: &str, labels: &[&str]| {
+        body.lines().any(|l| {
+            let series = format!("dynamo_ingest_{name}");
+            (l.starts_with(&format!("{series}{{")) || l.starts_with(&format!("{series} ")))
+                && labels.iter().all(|lab| l.contains(lab))
+        })
+    };
+    let missing: Vec<_> = families.iter().filter(|(n, l)| !present(n, l)).collect();
+    assert!(missing.is_empty(), "missing {missing:?} in\n{body}");
+    assert!(
+        body.lines()
+            .any(|l| l == "dynamo_ingest_rate_limit_wcu{table=\"IoTSensorData\"} 4000"),
+        "cold start at initial_wcu"
+    );
+}

@@ -266,6 +266,7 @@ impl TableMetrics {
         m.unprocessed.increment(0);
         m.in_flight.set(0.0);
         m.rate_wait.increment(0);
+        m.concurrency_limit.set(0.0);
         m
     }
 

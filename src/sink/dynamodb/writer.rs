@@ -101,6 +101,7 @@ pub async fn run<W: BatchWrite>(
         ConcurrencyConfig::new(config.max_in_flight),
         Instant::now().into_std(),
     ));
+    metrics.concurrency_limit.set(config.max_in_flight as f64);
     let ctx = Arc::new(Ctx {
         table,
         writer,
