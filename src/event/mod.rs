@@ -46,4 +46,21 @@ impl Item {
     pub fn wcu(&self) -> u32 {
         size::wcu(self.size as usize)
     }
+
+    /// Hash of the whole primary key.
+    pub fn key_hash(&self) -> u64 {
+        hash_str(&self.key)
+    }
+
+    /// Hash of the partition key alone (the part of `key` before `\0`).
+    pub fn partition_hash(&self) -> u64 {
+        hash_str(self.key.split('\0').next().unwrap_or_default())
+    }
+}
+
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }

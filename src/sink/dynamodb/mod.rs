@@ -3,11 +3,13 @@
 //! [`client`] builds the SDK client (its retries off), [`bootstrap`] makes
 //! the tables usable at start-up, [`request`] turns batches into
 //! BatchWriteItem calls, [`retry`] classifies errors and spaces retries,
-//! and [`writer`] drives each table's batches until every item is written
-//! or dead-lettered.
+//! [`rate`] holds each table to the WCU rate DynamoDB takes, [`key_guard`]
+//! keeps the write order per key, and [`writer`] drives each table's batches
+//! until every item is written or dead-lettered.
 
 pub mod bootstrap;
 pub mod client;
+pub mod key_guard;
 pub mod rate;
 pub mod request;
 pub mod retry;

@@ -1,6 +1,6 @@
 //! The per-table writer: batches → BatchWriteItem, as many calls at once as
-//! the adaptive concurrency limit allows (at most `max_in_flight`), until DynamoDB confirmed every item or it went to the
-//! dead-letter file.
+//! the adaptive concurrency limit allows (at most `max_in_flight`), until
+//! DynamoDB confirmed every item or it went to the dead-letter file.
 //!
 //! Per batch: UnprocessedItems are re-sent (ahead of new work: the batch
 //! keeps its in-flight slot) after exponential backoff with full jitter;
@@ -10,9 +10,7 @@
 //! rest are written. At the shutdown deadline (`abort`) whatever is still
 //! unwritten is dead-lettered. No path drops an item.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::key_guard::KeysInFlight;
 use super::rate::concurrency::{ConcurrencyConfig, ConcurrencyController};
 use super::rate::RateControl;
 use super::retry::{Backoff, WriteError};
@@ -114,10 +113,7 @@ pub async fn run<W: BatchWrite>(
         concurrency,
         calls_in_flight: AtomicUsize::new(0),
     });
-    // Keys (hashed) of the batches in flight: a batch holding a key that is
-    // still being written waits, so two writes of one key keep their order
-    // (last write wins) even with several calls in flight.
-    let keys_in_flight: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let keys = Arc::new(KeysInFlight::default());
     let mut tasks = JoinSet::new();
     loop {
         // Room under the learned concurrency limit.
@@ -131,48 +127,23 @@ pub async fn run<W: BatchWrite>(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let Some(batch) = batch else { break };
-        let hashes: Vec<u64> = batch.items.iter().map(|i| key_hash(&i.key)).collect();
-        while conflicts(&keys_in_flight, &hashes) {
+        let hashes = KeysInFlight::hashes(&batch.items);
+        while keys.conflicts(&hashes) {
             if tasks.join_next().await.is_none() {
                 break;
             }
         }
-        if let Ok(mut held) = keys_in_flight.lock() {
-            for h in &hashes {
-                *held.entry(*h).or_default() += 1;
-            }
-        }
+        keys.hold(&hashes);
         let ctx = ctx.clone();
-        let keys_in_flight = keys_in_flight.clone();
+        let keys = keys.clone();
         tasks.spawn(async move {
             ctx.metrics.in_flight.increment(1.0);
             write_batch(&ctx, batch.items).await;
             ctx.metrics.in_flight.decrement(1.0);
-            if let Ok(mut held) = keys_in_flight.lock() {
-                for h in &hashes {
-                    if let Some(n) = held.get_mut(h) {
-                        *n -= 1;
-                        if *n == 0 {
-                            held.remove(h);
-                        }
-                    }
-                }
-            }
+            keys.release(&hashes);
         });
     }
     while tasks.join_next().await.is_some() {}
-}
-
-fn key_hash(key: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
-}
-
-fn conflicts(held: &Mutex<HashMap<u64, u32>>, hashes: &[u64]) -> bool {
-    held.lock()
-        .map(|held| !held.is_empty() && hashes.iter().any(|h| held.contains_key(h)))
-        .unwrap_or(false)
 }
 
 /// Writes one batch to completion (written or dead-lettered).

@@ -10,7 +10,6 @@ pub mod concurrency;
 pub mod controller;
 pub mod limiter;
 
-use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -81,10 +80,7 @@ impl RateControl {
         let mut waiting = Vec::new();
         let mut wait = Duration::MAX;
         for item in items {
-            let partition = item.key.split('\0').next().unwrap_or_default();
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            partition.hash(&mut h);
-            match self.keys.try_take(h.finish(), item.wcu()) {
+            match self.keys.try_take(item.partition_hash(), item.wcu()) {
                 Ok(()) => ready.push(item),
                 Err(w) => {
                     wait = wait.min(w);
