@@ -96,7 +96,12 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         .arg(&config)
         .arg("--dynamodb-endpoint")
         .arg(&ctx.endpoint)
-        .args(["--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -116,7 +121,9 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
                 return Ok::<_, anyhow::Error>(line);
             }
         }
-        Err(anyhow!("gateway exited before it was ready (see gateway.log)"))
+        Err(anyhow!(
+            "gateway exited before it was ready (see gateway.log)"
+        ))
     })
     .await
     .map_err(|_| anyhow!("gateway not ready within 60 s"))??;
@@ -168,8 +175,12 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         tick.tick().await;
         let body = body_for(first, n, args.devices.max(1), &payload);
         first += n;
-        let (client, url, acked, rejected) =
-            (client.clone(), ingest_url.clone(), acked.clone(), rejected.clone());
+        let (client, url, acked, rejected) = (
+            client.clone(),
+            ingest_url.clone(),
+            acked.clone(),
+            rejected.clone(),
+        );
         inflight.spawn(async move {
             let req = hyper::Request::post(&url)
                 .header("content-type", "application/x-ndjson")
@@ -242,6 +253,17 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
     if !prom::has(&text, &format!("{latency}_bucket")) {
         notes.push("no end-to-end latency histogram in /metrics".into());
     }
+    let (p50, p99) = (
+        prom::histogram_quantile(&text, latency, 0.5),
+        prom::histogram_quantile(&text, latency, 0.99),
+    );
+    if let Some(top) = prom::highest_finite_bound(&text, latency) {
+        if p50.into_iter().chain(p99).any(|p| p >= top) {
+            notes.push(format!(
+                "e2e latency reached the histogram's highest finite bucket ({top} s): the value shown is a lower bound"
+            ));
+        }
+    }
     let batches = |outcome: &str| {
         prom::sum(
             &text,
@@ -270,8 +292,8 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         ok_calls: batches("ok") + batches("partial"),
         partial_calls: batches("partial"),
         total_calls: Some(total),
-        p50: prom::histogram_quantile(&text, latency, 0.5),
-        p99: prom::histogram_quantile(&text, latency, 0.99),
+        p50,
+        p99,
         rate_limit,
         notes,
     })

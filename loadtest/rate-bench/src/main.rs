@@ -19,9 +19,9 @@
 //!
 //! `cargo run --release -p rate-bench -- --scenario steady --seconds 60`
 
+mod gateway;
 mod prom;
 mod sdk;
-mod gateway;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,7 +52,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
     scenario: Scenario,
     /// Writers under test, comma-separated: gateway, sdk-standard, sdk-adaptive.
-    #[arg(long, value_delimiter = ',', default_value = "gateway,sdk-standard,sdk-adaptive")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gateway,sdk-standard,sdk-adaptive"
+    )]
     writers: Vec<String>,
     /// Load duration per writer, seconds.
     #[arg(long, default_value_t = 60)]
@@ -156,7 +160,10 @@ fn check_item_size(payload: &str, devices: u64) -> Result<usize> {
     let item = AttrMap::from_json(item).map_err(|e| anyhow!("{e:?}"))?;
     let size = item_size(&item).map_err(|e| anyhow!("{e:?}"))?;
     if write_units(size) != 1 {
-        return Err(anyhow!("item of {size} bytes costs {} WCU, not 1", write_units(size)));
+        return Err(anyhow!(
+            "item of {size} bytes costs {} WCU, not 1",
+            write_units(size)
+        ));
     }
     Ok(size)
 }
@@ -474,7 +481,10 @@ fn main() -> Result<()> {
         .build()?;
     let mut rows = Vec::new();
     for writer in &args.writers {
-        eprintln!("rate-bench: running {writer} ({:?}, {} s)", args.scenario, args.seconds);
+        eprintln!(
+            "rate-bench: running {writer} ({:?}, {} s)",
+            args.scenario, args.seconds
+        );
         match rt.block_on(run_writer(&args, writer, &payload_text)) {
             Ok(row) => rows.push(row),
             Err(e) => {

@@ -29,6 +29,16 @@ pub fn sum(text: &str, name: &str, filters: &[&str]) -> f64 {
         .sum()
 }
 
+/// Highest finite `le` bound of histogram `name`, if any.
+pub fn highest_finite_bound(text: &str, name: &str) -> Option<f64> {
+    let bucket = format!("{name}_bucket");
+    samples(text)
+        .filter(|(n, _, _)| *n == bucket)
+        .filter_map(|(_, labels, _)| le_of(labels))
+        .filter(|le| le.is_finite())
+        .reduce(f64::max)
+}
+
 /// Whether the text holds any sample of `name`.
 pub fn has(text: &str, name: &str) -> bool {
     samples(text).any(|(n, _, _)| n == name)
@@ -37,10 +47,7 @@ pub fn has(text: &str, name: &str) -> bool {
 /// The `le` label's value.
 fn le_of(labels: &str) -> Option<f64> {
     // `le` is a whole label name: not the tail of e.g. `table="…"`.
-    let start = ["{le=\"", ",le=\""]
-        .iter()
-        .find_map(|p| labels.find(p))?
-        + 5;
+    let start = ["{le=\"", ",le=\""].iter().find_map(|p| labels.find(p))? + 5;
     let rest = &labels[start..];
     let end = rest.find('"')?;
     let v = &rest[..end];
