@@ -163,7 +163,6 @@ pub fn describe() {
 pub struct StreamMetrics {
     /// `events_received_total`, one per entry of [`SOURCES`].
     received: [Counter; SOURCES.len()],
-    pub end_to_end: Histogram,
 }
 
 impl StreamMetrics {
@@ -179,10 +178,9 @@ impl StreamMetrics {
         for c in &received {
             c.increment(0);
         }
-        Self {
-            received,
-            end_to_end: histogram!(END_TO_END_LATENCY, "stream" => stream.to_owned()),
-        }
+        // The stream's end-to-end latency histogram lives with its table's
+        // handles (the writer records it).
+        Self { received }
     }
 
     /// Counts `n` events of this stream acknowledged from `source`.
