@@ -1,5 +1,8 @@
 //! Log output: tracing to stderr, filtered by `RUST_LOG` (default `info`).
-//! Stdout is reserved for the one-line readiness announcement.
+//! Stdout is reserved for the one-line readiness announcement. Colours only
+//! on a terminal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +13,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
