@@ -186,7 +186,11 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
             if let Some(rate) = &ctx.rate {
                 tokio::select! {
                     _ = rate.charge(charge) => {}
-                    _ = ctx.abort.cancelled() => continue, // the loop head dead-letters
+                    _ = ctx.abort.cancelled() => {
+                        // The loop head dead-letters everything, held items too.
+                        pending.extend(held);
+                        continue;
+                    }
                 }
             }
             let started = Instant::now();
@@ -678,6 +682,53 @@ mod tests {
             "only the over-budget HOT item waited: {calls:?}"
         );
         assert!(calls[1][0].starts_with("HOT"));
+    }
+
+    /// Real time: the limiters run on the real clock.
+    #[tokio::test]
+    async fn the_deadline_while_waiting_for_tokens_dead_letters_held_items_too() {
+        use crate::sink::dynamodb::rate::controller::ControllerConfig;
+        // The table takes 1 WCU/s after its first 400; a partition key 400 WCU/s.
+        let config = ControllerConfig {
+            max_wcu: Some(1.0),
+            ..ControllerConfig::default()
+        };
+        let nz = |n| std::num::NonZeroU32::new(n).expect("nonzero");
+        let rate = Arc::new(RateControl::new(
+            config,
+            nz(400),
+            "T",
+            metrics::Gauge::noop(),
+            metrics::Counter::noop(),
+        ));
+        let h = start_with_rate(Scripted::default(), 1, Some(rate));
+        let ack = Arc::new(Ack::new(26));
+        // 20 HOT items of 20 WCU use the key's burst; one more HOT item is
+        // held for its key; 5 others make the call 500 WCU, over the table's 400.
+        let mut items: Vec<Item> = (0..21)
+            .map(|i| item(&format!("HOT\0{i}"), 20 * 1024))
+            .collect();
+        items.extend((0..5).map(|i| item(&format!("K{i}\0x"), 20 * 1024)));
+        for it in &mut items {
+            it.acks.push(ack.clone());
+        }
+        let bytes = items.iter().map(|i| i.size as usize).sum();
+        h.tx.send(Batch { items, bytes }).await.expect("send");
+        // Let the writer reach the table bucket (it waits ~100 s there).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            h.fake.calls.lock().expect("lock").is_empty(),
+            "still waiting for tokens"
+        );
+        h.abort.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), ack.wait(26))
+            .await
+            .expect("every item settled");
+        assert_eq!(
+            outcome.failed, 26,
+            "every item, the held one included, is dead-lettered"
+        );
+        assert_eq!(dead_letters(&h.dlq_path).len(), 26);
     }
 
     #[tokio::test(start_paused = true)]
