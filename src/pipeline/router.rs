@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::ack::Ack;
 use super::clock::SortClock;
 use super::queue::{QueueFull, QueueSender};
-use crate::config::{KeySpec, StreamSpec};
+use crate::config::StreamSpec;
 use crate::event::map::{self, MapError};
 use crate::event::size::{self, MAX_ITEM_BYTES};
 use crate::event::Item;
@@ -50,7 +50,6 @@ pub struct StreamRoute {
     pub spec: StreamSpec,
     queue: Arc<QueueSender>,
     clock: Arc<SortClock>,
-    sort_key: Option<KeySpec>,
     pub metrics: StreamMetrics,
 }
 
@@ -74,10 +73,6 @@ impl Router {
                     spec: s.clone(),
                     queue: queues.get(&s.table.name)?.clone(),
                     clock: clocks.get(&s.table.name)?.clone(),
-                    sort_key: s.sort_key.as_ref().map(|k| KeySpec {
-                        name: k.name.clone(),
-                        kind: k.kind,
-                    }),
                     metrics: StreamMetrics::register(&s.name),
                 };
                 Some((s.name.clone(), route))
@@ -148,7 +143,7 @@ impl StreamRoute {
                 .map_err(|error| IngestError::Invalid { index, error })?;
             let mut attrs = mapped.attrs;
             if mapped.needs_sort_key {
-                if let Some(sk) = &self.sort_key {
+                if let Some(sk) = &self.spec.table.sort_key {
                     // Normalized, so `1` and `1.0` share one sequence.
                     let partition = map::key_id(&attrs, &self.spec.partition_key, None);
                     let stamp = self.clock.assign(&partition, now);
@@ -167,7 +162,11 @@ impl StreamRoute {
                     error: MapError::TooLarge(size),
                 });
             }
-            let key = map::key_id(&attrs, &self.spec.partition_key, self.sort_key.as_ref());
+            let key = map::key_id(
+                &attrs,
+                &self.spec.partition_key,
+                self.spec.table.sort_key.as_ref(),
+            );
             items.push(Item {
                 attrs,
                 key,

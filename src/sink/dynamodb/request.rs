@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::retry::{classify, WriteError};
 use super::writer::{BatchWrite, WriteOutcome};
-use crate::config::{KeySpec, TableSpec};
+use crate::config::TableSpec;
 use crate::event::map::key_id;
 use crate::event::Item;
 
@@ -42,16 +42,16 @@ pub fn unprocessed_indexes(
         .enumerate()
         .map(|(i, it)| (&*it.key, i))
         .collect();
-    let sort = table.sort_key.as_ref().map(|k| KeySpec {
-        name: k.name.clone(),
-        kind: k.kind,
-    });
     let mut out: Vec<usize> = returned
         .iter()
         .filter_map(|w| w.put_request())
         .filter_map(|p| {
             by_key
-                .get(&*key_id(p.item(), &table.partition_key, sort.as_ref()))
+                .get(&*key_id(
+                    p.item(),
+                    &table.partition_key,
+                    table.sort_key.as_ref(),
+                ))
                 .copied()
         })
         .collect();
