@@ -124,12 +124,24 @@ async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked()
     let refused = refused.expect("the queue filled up");
     assert_eq!(refused.json()["error"], "queue_full");
     assert_eq!(refused.headers["retry-after"], "1");
-    let readyz = http.get(&format!("http://{}/readyz", gw.admin)).await;
+    // The first failed call marks DynamoDB unreachable; the queue can fill
+    // before it completes, so wait (bounded) for /readyz to say so.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let readyz = loop {
+        let r = http.get(&format!("http://{}/readyz", gw.admin)).await;
+        if r.status == 503 || tokio::time::Instant::now() >= deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
         readyz.status, 503,
         "not ready while DynamoDB is unreachable: {}",
         readyz.body
     );
+    assert!(readyz.json()["dynamodb_unreachable"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "IoTSensorData")));
 
     let status = gw.shutdown();
     assert!(status.success(), "{status:?}");
