@@ -69,8 +69,8 @@ ENV RUST_LOG=info
 # shutdown_grace, 30 s by default): give the container a stop timeout above
 # it (`docker run --stop-timeout 40`, compose `stop_grace_period: 40s`).
 STOPSIGNAL SIGTERM
-# 8080: HTTP ingest; 9464: admin (/metrics, /healthz, /readyz).
-EXPOSE 8080 9464
+# 8080: HTTP ingest; 1883: MQTT (embedded broker); 9464: admin (/metrics, /healthz, /readyz).
+EXPOSE 8080 1883 9464
 
 # /healthz answers 200 while the process serves. Liveness only: /readyz
 # (tables ready, DynamoDB reachable) is for load balancers, and a container

@@ -1,12 +1,12 @@
 //! Wires the gateway together and owns the shutdown order.
 //!
 //! Start-up: metrics recorder → admin listener → DynamoDB client and table
-//! bootstrap → per table: queue, batcher, writer → router → HTTP listener
-//! → the readiness line on stdout.
+//! bootstrap → per table: queue, batcher, writer → router → MQTT source
+//! and HTTP listener → the readiness line on stdout.
 //!
 //! Shutdown (SIGTERM/SIGINT), an ordered cascade bounded by
-//! `shutdown_grace`: stop accepting and let open requests finish → the
-//! router's last handle drops, closing the queues → batchers flush at end of
+//! `shutdown_grace`: stop accepting and let open requests finish, drain the
+//! MQTT link into the pipeline → the router's last handle drops, closing the queues → batchers flush at end of
 //! stream → writers drain. At the deadline `abort` fires and whatever is
 //! still unwritten goes to the dead-letter file. Nothing acknowledged is lost.
 
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::file::MqttMode;
 use crate::config::ValidatedConfig;
 use crate::pipeline::batcher::{self, BatcherConfig};
 use crate::pipeline::clock::SortClock;
@@ -35,6 +36,7 @@ use crate::sink::dynamodb::request::SdkWriter;
 use crate::sink::dynamodb::retry::Backoff;
 use crate::sink::dynamodb::writer::{self, WriterConfig};
 use crate::sources::http::{self as http_source, HttpState};
+use crate::sources::mqtt::{self as mqtt_source, MqttError, Running};
 use crate::telemetry::admin::{self, Health};
 use crate::telemetry::metrics::TableMetrics;
 
@@ -48,6 +50,8 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -190,6 +194,19 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     }
     let router = Arc::new(Router::new(&config.streams, &queues, &clocks));
     drop(queues);
+    let mqtt = mqtt_source::start(
+        &config,
+        router.clone(),
+        dead_letter.clone(),
+        shutdown.clone(),
+        abort.clone(),
+    )
+    .await?;
+    if let Some(m) = &mqtt {
+        if let Ok(mut h) = health.mqtt.lock() {
+            *h = Some(m.healthy.clone());
+        }
+    }
     let http_state = Arc::new(HttpState::new(&config, router));
 
     let http_listener = bind(config.file.http.listen).await?;
@@ -205,9 +222,20 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         shutdown.clone(),
     ));
     tracing::info!(%http_addr, %admin_addr, dead_letter = %dead_letter.path().display(), "dynamo-ingest ready");
+    let mqtt_label = match (&mqtt, config.file.mqtt.mode) {
+        (
+            Some(Running {
+                listen: Some(a), ..
+            }),
+            _,
+        ) => a.to_string(),
+        (_, MqttMode::External) => "external".to_owned(),
+        _ => "off".to_owned(),
+    };
     announce_ready(
         http_addr,
         admin_addr,
+        &mqtt_label,
         config.file.dynamodb.endpoint.as_deref().unwrap_or("aws"),
     );
 
@@ -222,6 +250,14 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     if tokio::time::timeout_at(deadline, http).await.is_err() {
         tracing::warn!("HTTP connections still open at the shutdown deadline");
     }
+    let mut mqtt_done = mqtt.map(|m| m.done);
+    if let Some(done) = mqtt_done.as_mut() {
+        if tokio::time::timeout_at(deadline, done).await.is_ok() {
+            mqtt_done = None;
+        } else {
+            tracing::warn!("MQTT messages still waiting for the pipeline at the shutdown deadline");
+        }
+    }
     let drained = tokio::time::timeout_at(deadline, async {
         while lanes.join_next().await.is_some() {}
     })
@@ -229,6 +265,9 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     if drained.is_err() {
         tracing::warn!("shutdown deadline reached: dead-lettering what is still unwritten");
         abort.cancel();
+        if let Some(done) = mqtt_done.take() {
+            let _ = done.await;
+        }
         while lanes.join_next().await.is_some() {}
     }
     admin_stop.cancel();
@@ -243,12 +282,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 }
 
 /// One line on stdout that scripts and tests wait for.
-fn announce_ready(http: SocketAddr, admin: SocketAddr, dynamodb: &str) {
+fn announce_ready(http: SocketAddr, admin: SocketAddr, mqtt: &str, dynamodb: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "dynamo-ingest ready http={http} admin={admin} dynamodb={dynamodb}"
+        "dynamo-ingest ready http={http} admin={admin} mqtt={mqtt} dynamodb={dynamodb}"
     );
     let _ = out.flush();
 }

@@ -34,6 +34,9 @@ struct Cli {
     /// Admin listener address (/metrics, /healthz, /readyz).
     #[arg(long, global = true)]
     admin_listen: Option<SocketAddr>,
+    /// Embedded MQTT broker's listener address.
+    #[arg(long, global = true)]
+    mqtt_listen: Option<SocketAddr>,
     /// Start the embedded DynamoDB simulator (dynamo-sim) and write to it:
     /// for development and load tests, not storage.
     #[arg(long, conflicts_with = "dynamodb_endpoint")]
@@ -49,6 +52,8 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print the effective config.
     CheckConfig,
+    /// Read a device password from stdin, print its `sha256:` digest for `[mqtt.users]`.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -58,7 +63,11 @@ fn main() -> ExitCode {
         region: cli.region.clone(),
         http_listen: cli.http_listen,
         admin_listen: cli.admin_listen,
+        mqtt_listen: cli.mqtt_listen,
     };
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let config = match ValidatedConfig::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -90,6 +99,22 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// `hash-password`: the first line of stdin (without its line ending) → its digest.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("dynamo-ingest: cannot read stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("dynamo-ingest: empty password on stdin");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}", dynamo_ingest::sources::mqtt::auth::digest(password));
+    ExitCode::SUCCESS
 }
 
 /// Runs the gateway, with the embedded simulator around it for `--local`.

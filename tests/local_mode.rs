@@ -20,6 +20,8 @@ async fn local_mode_takes_the_seed_requests_and_serves_them_back() {
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
     ]);
     let mut gw = support::Gateway::spawn(cmd, Stdio::null()).expect("gateway starts with --local");
     let endpoint = gw.dynamodb.clone();

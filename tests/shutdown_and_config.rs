@@ -74,6 +74,8 @@ async fn a_table_with_other_keys_exits_64() {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
             ])
             .output()
             .unwrap();

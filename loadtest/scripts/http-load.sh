@@ -34,7 +34,7 @@ else
 fi
 BACKEND_PID=$!
 until grep -q listening "$WORK/backend.log"; do sleep 0.1; done
-"$BIN" --dynamodb-endpoint "http://127.0.0.1:$DPORT" --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+"$BIN" --dynamodb-endpoint "http://127.0.0.1:$DPORT" --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   > "$WORK/gw.out" 2> "$WORK/gw.err" &
 GW=$!
 until grep -q "dynamo-ingest ready" "$WORK/gw.out"; do sleep 0.1; done

@@ -14,6 +14,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+pub use super::mqtt::{ExternalSection, MqttMode, MqttSection};
+
 /// Root of the TOML file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,8 @@ pub struct FileConfig {
     pub dynamodb: DynamoDbSection,
     #[serde(default)]
     pub dead_letter: DeadLetterSection,
+    #[serde(default)]
+    pub mqtt: MqttSection,
     #[serde(default)]
     pub streams: BTreeMap<String, StreamSection>,
     /// Per-table settings, keyed by DynamoDB table name.
@@ -164,6 +168,9 @@ pub struct StreamSection {
     /// Extra HTTP route for this stream, e.g. `/devices/{device_id}/readings`.
     #[serde(default)]
     pub http_path: Option<String>,
+    /// MQTT topic template for this stream, e.g. `sensors/{device_id}/telemetry`.
+    #[serde(default)]
+    pub mqtt_topic: Option<String>,
     #[serde(default)]
     pub attribute_types: BTreeMap<String, ScalarType>,
 }

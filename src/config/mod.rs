@@ -5,6 +5,9 @@
 //! a port with a config that does not validate (exit code 64).
 
 pub mod file;
+pub mod mqtt;
+mod mqtt_check;
+pub use mqtt_check::SHA256_PREFIX;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -81,6 +84,7 @@ pub struct StreamSpec {
     pub ttl_attribute: String,
     pub ack: AckLevel,
     pub http_path: Option<PathTemplate>,
+    pub mqtt_topic: Option<PathTemplate>,
     pub attribute_types: BTreeMap<String, ScalarType>,
 }
 
@@ -91,6 +95,7 @@ pub struct Overrides {
     pub region: Option<String>,
     pub http_listen: Option<std::net::SocketAddr>,
     pub admin_listen: Option<std::net::SocketAddr>,
+    pub mqtt_listen: Option<std::net::SocketAddr>,
 }
 
 impl ValidatedConfig {
@@ -129,6 +134,9 @@ impl ValidatedConfig {
         }
         if let Some(a) = overrides.admin_listen {
             file.admin.listen = a;
+        }
+        if let Some(a) = overrides.mqtt_listen {
+            file.mqtt.listen = a;
         }
         validate::validate(file)
     }
@@ -207,8 +215,10 @@ mod tests {
             region: Some("eu-west-1".into()),
             http_listen: Some("127.0.0.1:0".parse().expect("addr")),
             admin_listen: None,
+            mqtt_listen: Some("127.0.0.1:1".parse().expect("addr")),
         };
         let c = ValidatedConfig::from_toml("t", DEFAULT_TOML, &o).expect("valid");
+        assert_eq!(c.file.mqtt.listen.port(), 1);
         assert_eq!(
             c.file.dynamodb.endpoint.as_deref(),
             Some("http://127.0.0.1:9")

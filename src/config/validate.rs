@@ -94,6 +94,7 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
             "recovery and probe_doubling must be greater than zero",
         ));
     }
+    super::mqtt_check::check(&file.mqtt)?;
     if file.streams.is_empty() {
         return Err(err("streams", "at least one stream must be configured"));
     }
@@ -101,8 +102,21 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     let mut streams = Vec::with_capacity(file.streams.len());
     let mut tables: BTreeMap<String, Arc<TableSpec>> = BTreeMap::new();
     let mut http_paths: BTreeMap<String, String> = BTreeMap::new();
+    let mut topics: Vec<(PathTemplate, String)> = Vec::new();
     for (name, section) in &file.streams {
         let spec = stream(name, section)?;
+        if let Some(topic) = &spec.mqtt_topic {
+            if let Some((_, other)) = topics.iter().find(|(t, _)| t.overlaps(topic)) {
+                return Err(err(
+                    format!("streams.{name}.mqtt_topic"),
+                    format!(
+                        "`{}` can match the same topics as stream `{other}`'s",
+                        topic.pattern()
+                    ),
+                ));
+            }
+            topics.push((topic.clone(), name.clone()));
+        }
         if let Some(path) = &spec.http_path {
             if let Some(other) = http_paths.insert(path.pattern().to_owned(), name.clone()) {
                 return Err(err(
@@ -277,6 +291,18 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
             return Err(err(at("http_path"), "collides with a built-in route"));
         }
     }
+    let mqtt_topic = match &s.mqtt_topic {
+        None => None,
+        Some(t) => {
+            if t.starts_with('$') || t.contains(['+', '#']) || t.starts_with('/') {
+                return Err(err(
+                    at("mqtt_topic"),
+                    "must be a topic template without wildcards or a leading `/` or `$` (captures are `{name}` segments)",
+                ));
+            }
+            Some(PathTemplate::parse(t).map_err(|e| err(at("mqtt_topic"), e))?)
+        }
+    };
     Ok(StreamSpec {
         name: Arc::from(name),
         table: Arc::new(TableSpec {
@@ -295,6 +321,7 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
         ttl_attribute: s.ttl_attribute.clone(),
         ack: s.ack,
         http_path,
+        mqtt_topic,
         attribute_types: s.attribute_types.clone(),
     })
 }

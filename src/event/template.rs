@@ -70,6 +70,32 @@ impl PathTemplate {
         }
         parts.next().is_none().then_some(captures)
     }
+
+    /// True when some path matches both templates (same segment count, and
+    /// no position where both are different literals).
+    pub fn overlaps(&self, other: &PathTemplate) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    _ => true,
+                })
+    }
+
+    /// The MQTT subscription filter matching this template: captures become `+`.
+    pub fn to_mqtt_filter(&self) -> String {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_str(),
+                Segment::Capture(_) => "+",
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +113,17 @@ mod tests {
         assert_eq!(t.matches("sensors/D001/telemetry/x"), None);
         assert_eq!(t.matches("sensors/D001"), None);
         assert_eq!(t.matches("other/D001/telemetry"), None);
+    }
+
+    #[test]
+    fn overlap_and_filter() {
+        let a = PathTemplate::parse("sensors/{device_id}/telemetry").expect("valid");
+        let b = PathTemplate::parse("sensors/x/{kind}").expect("valid");
+        let c = PathTemplate::parse("sensors/{device_id}/status").expect("valid");
+        assert!(a.overlaps(&b));
+        assert!(!a.overlaps(&c));
+        assert!(!a.overlaps(&PathTemplate::parse("sensors/{d}").expect("valid")));
+        assert_eq!(a.to_mqtt_filter(), "sensors/+/telemetry");
     }
 
     #[test]

@@ -98,6 +98,31 @@ impl Router {
         wait_written: bool,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
+        self.ingest_inner(stream, events, context, wait_written, source, false)
+    }
+
+    /// Like [`Router::ingest`] for a message the source already acknowledged
+    /// and keeps until the queue takes it (MQTT): a full queue is not counted
+    /// as a rejection, the caller retries.
+    pub fn offer(
+        &self,
+        stream: &str,
+        events: Vec<Value>,
+        context: &[(String, String)],
+        source: &'static str,
+    ) -> Result<Accepted, IngestError> {
+        self.ingest_inner(stream, events, context, false, source, true)
+    }
+
+    fn ingest_inner(
+        &self,
+        stream: &str,
+        events: Vec<Value>,
+        context: &[(String, String)],
+        wait_written: bool,
+        source: &'static str,
+        held: bool,
+    ) -> Result<Accepted, IngestError> {
         let route = self
             .streams
             .get(stream)
@@ -106,6 +131,8 @@ impl Router {
         if let Err(e) = &result {
             let (reason, n) = match e {
                 IngestError::Invalid { error, .. } => (error.reason(), 1),
+                // A held message (MQTT) is retried, not rejected.
+                IngestError::QueueFull if held => return result,
                 IngestError::QueueFull | IngestError::TooManyEvents(_) => ("queue_full", 1),
                 IngestError::UnknownStream(_) => return result,
             };

@@ -39,6 +39,17 @@ impl DeadLetterReason {
     }
 }
 
+/// A source message that could not become items.
+#[derive(Debug, Clone)]
+pub struct RawDeadLetter {
+    pub source: &'static str,
+    pub topic: String,
+    pub stream: Option<String>,
+    pub reason: &'static str,
+    pub message: String,
+    pub payload: bytes::Bytes,
+}
+
 /// Appends dead letters; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -56,6 +67,60 @@ impl DeadLetter {
 
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// Writes one acknowledged source message that never became an item
+    /// (an MQTT payload on an unroutable topic, or one that is not valid
+    /// events): `{"time_ms", "source", "topic", "stream", "reason",
+    /// "message", "payload"}`, the payload as text when it is UTF-8, else as
+    /// `payload_base64`.
+    pub async fn write_raw(&self, raw: RawDeadLetter) -> std::io::Result<()> {
+        use base64::Engine as _;
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut line = json!({
+            "time_ms": time,
+            "source": raw.source,
+            "topic": raw.topic,
+            "stream": raw.stream,
+            "reason": raw.reason,
+            "message": raw.message,
+        });
+        match std::str::from_utf8(&raw.payload) {
+            Ok(text) => line["payload"] = json!(text),
+            Err(_) => {
+                line["payload_base64"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(&raw.payload))
+            }
+        }
+        let mut buf = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+        let path = self.path.clone();
+        let lock = self.lock.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let _guard = lock
+                .lock()
+                .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&*path)?;
+            f.write_all(&buf)?;
+            f.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match &written {
+            Ok(()) => {
+                tracing::warn!(source = raw.source, topic = %raw.topic, reason = raw.reason, message = %raw.message, "message dead-lettered")
+            }
+            Err(e) => {
+                tracing::error!(source = raw.source, topic = %raw.topic, error = %e, "CANNOT WRITE DEAD-LETTER FILE: message lost")
+            }
+        }
+        written
     }
 
     /// Writes `items` with their reason, then settles their acks as failed.

@@ -1,3 +1,4 @@
-//! Sources: where events enter the gateway. [`http`] today; MQTT joins here.
+//! Sources: where events enter the gateway: [`http`] and [`mqtt`].
 
 pub mod http;
+pub mod mqtt;

@@ -1,6 +1,7 @@
 //! The admin listener (own port, default 127.0.0.1:9464): `/metrics`
 //! (Prometheus text), `/healthz` (the process serves), `/readyz` (tables
-//! ready, DynamoDB answered the last call, not shutting down).
+//! ready, DynamoDB answered the last call, the MQTT broker is up, not
+//! shutting down).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Health {
     pub shutting_down: AtomicBool,
     /// One flag per table writer: DynamoDB answered its last call.
     pub reachable: std::sync::Mutex<Vec<(String, Arc<AtomicBool>)>>,
+    /// The MQTT source's broker health (link alive / external broker connected), when MQTT is on.
+    pub mqtt: std::sync::Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl Health {
@@ -41,10 +44,16 @@ impl Health {
                     .collect()
             })
             .unwrap_or_default();
-        let ready = tables && !shutting_down && unreachable.is_empty();
+        let mqtt_down = self
+            .mqtt
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|ok| !ok.load(Ordering::Relaxed)))
+            .unwrap_or(false);
+        let ready = tables && !shutting_down && unreachable.is_empty() && !mqtt_down;
         (
             ready,
-            json!({ "ready": ready, "tables_ready": tables, "shutting_down": shutting_down, "dynamodb_unreachable": unreachable }),
+            json!({ "ready": ready, "tables_ready": tables, "shutting_down": shutting_down, "dynamodb_unreachable": unreachable, "mqtt_broker_down": mqtt_down }),
         )
     }
 }

@@ -36,6 +36,13 @@ pub const CONCURRENCY_LIMIT: &str = "dynamo_ingest_concurrency_limit";
 pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
 pub const MQTT_CONNECTIONS: &str = "dynamo_ingest_mqtt_connections";
 pub const MQTT_UNROUTABLE: &str = "dynamo_ingest_mqtt_messages_unroutable_total";
+pub const MQTT_MESSAGES: &str = "dynamo_ingest_mqtt_messages_received_total";
+pub const MQTT_REJECTED: &str = "dynamo_ingest_mqtt_rejected_total";
+pub const MQTT_LINK_LAG: &str = "dynamo_ingest_mqtt_link_lag_messages";
+pub const MQTT_HANDOFF_DEPTH: &str = "dynamo_ingest_mqtt_handoff_messages";
+pub const MQTT_HANDOFF_BYTES: &str = "dynamo_ingest_mqtt_handoff_bytes";
+pub const MQTT_PAUSED: &str = "dynamo_ingest_mqtt_connections_paused";
+pub const MQTT_DEAD_LETTERS: &str = "dynamo_ingest_mqtt_dead_letters_total";
 
 /// Sources of events (the `source` label).
 pub const SOURCES: [&str; 2] = ["http", "mqtt"];
@@ -52,6 +59,28 @@ pub const REJECT_REASONS: [&str; 11] = [
     "body_too_large",
     "unsupported_media_type",
     "queue_full",
+];
+/// Why the MQTT front closed a device connection (`mqtt_rejected_total{reason}`).
+pub const MQTT_REJECT_REASONS: [&str; 10] = [
+    "auth",
+    "acl",
+    "oversize",
+    "bad_topic",
+    "reserved_topic",
+    "malformed_packet",
+    "protocol",
+    "connect_timeout",
+    "connection_limit",
+    "overflow",
+];
+/// Why an acknowledged MQTT message went to the dead-letter file.
+pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [
+    "unroutable",
+    "shutdown_deadline",
+    "malformed",
+    "not_an_object",
+    "invalid_event",
+    "too_many_events",
 ];
 /// Outcomes of one BatchWriteItem call.
 pub const BATCH_OUTCOMES: [&str; 6] = [
@@ -151,8 +180,49 @@ pub fn describe() {
         MQTT_UNROUTABLE,
         "MQTT messages whose topic matches no stream."
     );
+    describe_counter!(
+        MQTT_MESSAGES,
+        "PUBLISH packets the MQTT front forwarded to the broker, by QoS."
+    );
+    describe_counter!(
+        MQTT_REJECTED,
+        "MQTT connections the front closed, by reason (the offending packet is never acknowledged)."
+    );
+    describe_gauge!(
+        MQTT_LINK_LAG,
+        "Messages forwarded to the embedded broker but not yet received by the gateway's link."
+    );
+    describe_gauge!(
+        MQTT_HANDOFF_DEPTH,
+        "Acknowledged MQTT messages waiting for the pipeline."
+    );
+    describe_gauge!(
+        MQTT_HANDOFF_BYTES,
+        "Bytes of acknowledged MQTT messages waiting for the pipeline (reads pause above mqtt.overflow_max_bytes)."
+    );
+    describe_gauge!(
+        MQTT_PAUSED,
+        "MQTT connections not being read because the pipeline is saturated."
+    );
+    describe_counter!(
+        MQTT_DEAD_LETTERS,
+        "Acknowledged MQTT messages written to the dead-letter file, by reason."
+    );
     gauge!(MQTT_CONNECTIONS).set(0.0);
     counter!(MQTT_UNROUTABLE).increment(0);
+    for qos in ["0", "1", "2"] {
+        counter!(MQTT_MESSAGES, "qos" => qos).increment(0);
+    }
+    for reason in MQTT_REJECT_REASONS {
+        counter!(MQTT_REJECTED, "reason" => reason).increment(0);
+    }
+    for reason in MQTT_DEAD_LETTER_REASONS {
+        counter!(MQTT_DEAD_LETTERS, "reason" => reason).increment(0);
+    }
+    gauge!(MQTT_LINK_LAG).set(0.0);
+    gauge!(MQTT_HANDOFF_DEPTH).set(0.0);
+    gauge!(MQTT_HANDOFF_BYTES).set(0.0);
+    gauge!(MQTT_PAUSED).set(0.0);
     for class in ["2xx", "4xx", "5xx"] {
         counter!(HTTP_REQUESTS, "class" => class).increment(0);
     }

@@ -5,6 +5,8 @@
 //! stdout, never by sleeping.
 #![allow(dead_code)]
 
+pub mod mqtt;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -135,6 +137,8 @@ pub struct Gateway {
     child: Child,
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    /// The embedded MQTT broker's listener (None when MQTT is off or external).
+    pub mqtt: Option<SocketAddr>,
     /// The DynamoDB endpoint it writes to.
     pub dynamodb: String,
     pub dir: tempfile::TempDir,
@@ -164,6 +168,7 @@ impl Gateway {
         }
         text = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
         text = text.replace("listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:0\"");
+        text = text.replace("listen = \"127.0.0.1:1883\"", "listen = \"127.0.0.1:0\"");
         let dlq = dir.path().join("dead-letter.ndjson");
         text = text.replace(
             "path = \"dead-letter.ndjson\"",
@@ -206,6 +211,7 @@ impl Gateway {
             child,
             http: addr("http="),
             admin: addr("admin="),
+            mqtt: field("mqtt=").parse().ok(),
             dynamodb: field("dynamodb="),
             dir,
         }

@@ -101,6 +101,8 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
         ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -1,0 +1,264 @@
+//! The MQTT front: the gateway's own listener on `mqtt.listen`. Each device
+//! connection is checked here and forwarded byte for byte to rumqttd on its
+//! internal loopback port.
+//!
+//! What the front adds to rumqttd: a connection limit (more are closed at
+//! accept), a CONNECT deadline, device credentials and the topic ACL,
+//! payload and topic checks on every PUBLISH (an offending packet is not
+//! forwarded, so it is never acknowledged: the connection is closed, the
+//! reason counted), QoS accounting, backpressure (no reads while the
+//! hand-off is full) and a clean stop at shutdown (stop accepting, close
+//! device connections, count what was forwarded so the link can be drained
+//! exactly).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::auth::DeviceAuth;
+use super::handoff::Handoff;
+use super::metrics::MqttMetrics;
+use super::packet::{self, PacketError, CONNECT, PUBLISH};
+
+/// Largest non-PUBLISH packet accepted (SUBSCRIBE, PINGREQ, acks...).
+const MAX_CONTROL_PACKET: usize = 64 * 1024;
+
+/// Everything a connection task needs.
+#[derive(Debug)]
+pub struct Front {
+    pub internal: SocketAddr,
+    pub auth: DeviceAuth,
+    pub handoff: Arc<Handoff>,
+    pub max_payload: usize,
+    pub connect_timeout: Duration,
+    /// Complete PUBLISH packets forwarded to rumqttd.
+    pub forwarded: Arc<AtomicU64>,
+    pub metrics: MqttMetrics,
+    pub connections: Arc<Semaphore>,
+}
+
+/// Why a device connection was closed by the front (a metric label).
+#[derive(Debug)]
+enum Reject {
+    Reason(&'static str),
+    Io,
+}
+
+impl From<std::io::Error> for Reject {
+    fn from(_: std::io::Error) -> Self {
+        Reject::Io
+    }
+}
+
+impl From<PacketError> for Reject {
+    fn from(e: PacketError) -> Self {
+        Reject::Reason(match e {
+            PacketError::BadTopic => "bad_topic",
+            PacketError::Protocol { .. } => "protocol",
+            _ => "malformed_packet",
+        })
+    }
+}
+
+/// Accepts device connections until `shutdown`, then closes them all.
+pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let Ok(permit) = front.connections.clone().try_acquire_owned() else {
+                    front.metrics.rejected("connection_limit");
+                    tracing::warn!(%peer, "MQTT connection limit reached: connection closed");
+                    drop(socket);
+                    continue;
+                };
+                let front = front.clone();
+                let stop = shutdown.clone();
+                tracker.spawn(async move {
+                    front.metrics.connections.increment(1.0);
+                    let result = connection(socket, &front, &stop).await;
+                    front.metrics.connections.decrement(1.0);
+                    drop(permit);
+                    if let Err(Reject::Reason(reason)) = result {
+                        front.metrics.rejected(reason);
+                        tracing::info!(%peer, reason, "MQTT connection closed by the gateway");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little.
+                tracing::warn!(error = %e, "MQTT accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn connection(
+    mut device: TcpStream,
+    front: &Front,
+    shutdown: &CancellationToken,
+) -> Result<(), Reject> {
+    let _ = device.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let first = tokio::time::timeout(front.connect_timeout, read_connect(&mut device, &mut buf))
+        .await
+        .map_err(|_| Reject::Reason("connect_timeout"))?;
+    let (connect, len) = match first {
+        Ok(c) => c,
+        Err(Reject::Reason("protocol")) => {
+            // 0x01: unacceptable protocol version (3.1.1 is served).
+            let _ = device.write_all(&packet::connack_refused(1)).await;
+            return Err(Reject::Reason("protocol"));
+        }
+        Err(e) => return Err(e),
+    };
+    if front
+        .auth
+        .check(connect.username.as_deref(), connect.password.as_deref())
+        .is_err()
+    {
+        // 0x04: bad user name or password.
+        let _ = device.write_all(&packet::connack_refused(4)).await;
+        tracing::info!(client_id = %connect.client_id, username = ?connect.username, "MQTT login refused");
+        return Err(Reject::Reason("auth"));
+    }
+    let mut broker = TcpStream::connect(front.internal).await?;
+    let _ = broker.set_nodelay(true);
+    broker.write_all(&buf[..len]).await?;
+    buf.advance(len);
+    let (mut broker_rx, broker_tx) = broker.into_split();
+    let (device_rx, mut device_tx) = device.into_split();
+    let username = connect.username;
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        // The broker closed (keep-alive, protocol error): the device goes too.
+        _ = tokio::io::copy(&mut broker_rx, &mut device_tx) => Ok(()),
+        r = upstream(device_rx, broker_tx, buf, front, username.as_deref()) => r,
+    }
+}
+
+/// Reads until the first packet is complete; it must be a 3.1.1 CONNECT.
+async fn read_connect(
+    device: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(packet::Connect, usize), Reject> {
+    loop {
+        if let Some(h) = packet::header(buf)? {
+            if h.kind != CONNECT {
+                return Err(PacketError::NotConnect.into());
+            }
+            if h.remaining > MAX_CONTROL_PACKET {
+                return Err(Reject::Reason("malformed_packet"));
+            }
+            if buf.len() >= h.total() {
+                let c = packet::connect(&buf[h.header_len..h.total()])?;
+                return Ok((c, h.total()));
+            }
+        }
+        if device.read_buf(buf).await? == 0 {
+            return Err(Reject::Io);
+        }
+    }
+}
+
+/// Device → broker: forward whole checked packets; stop at the first bad one.
+async fn upstream(
+    mut device: tokio::net::tcp::OwnedReadHalf,
+    mut broker: tokio::net::tcp::OwnedWriteHalf,
+    mut buf: BytesMut,
+    front: &Front,
+    username: Option<&str>,
+) -> Result<(), Reject> {
+    // Bytes of the current packet still to pass through, and whether it is a PUBLISH.
+    let mut skip = 0usize;
+    let mut in_publish = false;
+    loop {
+        let mut pos = 0usize;
+        let mut completed = 0u64;
+        let verdict = loop {
+            if skip > 0 {
+                let n = skip.min(buf.len() - pos);
+                pos += n;
+                skip -= n;
+                if skip > 0 {
+                    break Ok(());
+                }
+                if in_publish {
+                    completed += 1;
+                    in_publish = false;
+                }
+            }
+            let h = match packet::header(&buf[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Reject::from(e)),
+            };
+            if h.kind == PUBLISH {
+                let body = &buf[pos + h.header_len..];
+                let Some(need) = packet::publish_topic_bytes(body) else {
+                    break Ok(());
+                };
+                if body.len() < need.min(h.remaining) {
+                    break Ok(());
+                }
+                let info =
+                    match packet::publish(h.flags, &body[..need.min(body.len())], h.remaining) {
+                        Ok(i) => i,
+                        Err(e) => break Err(e.into()),
+                    };
+                if info.payload_len > front.max_payload {
+                    break Err(Reject::Reason("oversize"));
+                }
+                if info.topic.starts_with('$') {
+                    break Err(Reject::Reason("reserved_topic"));
+                }
+                if !front.auth.may_publish(username, info.topic) {
+                    tracing::info!(
+                        ?username,
+                        topic = info.topic,
+                        "MQTT publish outside the device's ACL"
+                    );
+                    break Err(Reject::Reason("acl"));
+                }
+                front.metrics.received(info.qos);
+                in_publish = true;
+            } else if h.kind == CONNECT {
+                break Err(Reject::Reason("protocol"));
+            } else if h.remaining > MAX_CONTROL_PACKET {
+                break Err(Reject::Reason("malformed_packet"));
+            }
+            skip = h.total();
+        };
+        if pos > 0 {
+            broker.write_all(&buf[..pos]).await?;
+            buf.advance(pos);
+            front.forwarded.fetch_add(completed, Ordering::Release);
+        }
+        verdict?;
+        if front.handoff.is_full() {
+            front.metrics.paused.increment(1.0);
+            front.handoff.wait_for_space().await;
+            front.metrics.paused.decrement(1.0);
+        }
+        buf.reserve(16 * 1024);
+        if device.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}

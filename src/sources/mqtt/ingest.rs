@@ -1,0 +1,204 @@
+//! MQTT messages → stream router. Shared by the embedded broker (messages
+//! from the hand-off) and the external-broker mode (messages from rumqttc).
+//!
+//! A message's topic picks the stream (`mqtt_topic` templates; captured
+//! segments fill key attributes); its payload is one JSON event or an array
+//! of them, accepted or refused as a whole. The broker has already
+//! acknowledged the message (embedded) or will once it is queued (external),
+//! so a full queue never drops it: the message is held and offered again.
+//! Messages that can never become items are counted and written to the
+//! dead-letter file with the reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamSpec;
+use crate::event::template::PathTemplate;
+use crate::pipeline::router::{IngestError, Router};
+use crate::sink::dead_letter::{DeadLetter, RawDeadLetter};
+use crate::sources::http::decode::{self, Format};
+use crate::telemetry::metrics::StreamMetrics;
+
+use super::handoff::Handoff;
+use super::metrics::MqttMetrics;
+
+/// Longest pause between two offers of a message to a full queue.
+const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A topic's stream and the segments its template captured.
+pub type Route<'a> = (&'a Arc<str>, Vec<(String, String)>);
+
+/// Topic templates → stream names.
+#[derive(Debug, Clone, Default)]
+pub struct TopicRoutes {
+    routes: Vec<(PathTemplate, Arc<str>)>,
+}
+
+impl TopicRoutes {
+    pub fn new(streams: &[StreamSpec]) -> Self {
+        Self {
+            routes: streams
+                .iter()
+                .filter_map(|s| Some((s.mqtt_topic.clone()?, s.name.clone())))
+                .collect(),
+        }
+    }
+
+    /// Subscription filters covering every route (`sensors/+/telemetry`).
+    pub fn filters(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|(t, _)| t.to_mqtt_filter())
+            .collect()
+    }
+
+    /// The stream for `topic` and the captured segments.
+    pub fn route(&self, topic: &str) -> Option<Route<'_>> {
+        self.routes.iter().find_map(|(t, stream)| {
+            let captures = t.matches(topic)?;
+            Some((
+                stream,
+                captures
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ))
+        })
+    }
+}
+
+/// What became of one message.
+#[derive(Debug)]
+pub enum Outcome {
+    Accepted,
+    /// Written to the dead-letter file (or logged if even that failed).
+    DeadLettered,
+    /// The stream's queue is full: offer it again later.
+    Full,
+}
+
+/// Routes, decodes and offers messages to the router.
+#[derive(Debug, Clone)]
+pub struct MqttIngest {
+    pub router: Arc<Router>,
+    pub routes: TopicRoutes,
+    pub dead_letter: DeadLetter,
+    pub metrics: MqttMetrics,
+}
+
+impl MqttIngest {
+    /// Offers one message once.
+    pub async fn offer(&self, topic: &Bytes, payload: &Bytes) -> Outcome {
+        let topic_text = String::from_utf8_lossy(topic);
+        let Some((stream, context)) = self.routes.route(&topic_text) else {
+            self.metrics.unroutable.increment(1);
+            return self
+                .dead_letter(
+                    &topic_text,
+                    None,
+                    "unroutable",
+                    "no stream's mqtt_topic matches".to_owned(),
+                    payload,
+                )
+                .await;
+        };
+        let events = match decode::decode(payload, Format::Json) {
+            Ok((events, _)) => events,
+            Err(e) => {
+                let reason = e.reason();
+                StreamMetrics::rejected(stream, "mqtt", reason, 1);
+                return self
+                    .dead_letter(&topic_text, Some(stream), reason, e.to_string(), payload)
+                    .await;
+            }
+        };
+        match self.router.offer(stream, events, &context, "mqtt") {
+            Ok(_) => Outcome::Accepted,
+            Err(IngestError::QueueFull) => Outcome::Full,
+            Err(e @ IngestError::TooManyEvents(_)) => {
+                self.dead_letter(
+                    &topic_text,
+                    Some(stream),
+                    "too_many_events",
+                    e.to_string(),
+                    payload,
+                )
+                .await
+            }
+            Err(e) => {
+                self.dead_letter(
+                    &topic_text,
+                    Some(stream),
+                    "invalid_event",
+                    e.to_string(),
+                    payload,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Offers one message until the pipeline takes it (or it is dead-lettered).
+    pub async fn offer_until_taken(&self, topic: &Bytes, payload: &Bytes) {
+        let mut backoff = Duration::from_millis(1);
+        while let Outcome::Full = self.offer(topic, payload).await {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        topic: &str,
+        stream: Option<&Arc<str>>,
+        reason: &'static str,
+        message: String,
+        payload: &Bytes,
+    ) -> Outcome {
+        self.metrics.dead_lettered(reason);
+        let raw = RawDeadLetter {
+            source: "mqtt",
+            topic: topic.to_owned(),
+            stream: stream.map(|s| s.to_string()),
+            reason,
+            message,
+            payload: payload.clone(),
+        };
+        // A failed write is logged loudly by `write_raw`; nothing else can be done.
+        let _ = self.dead_letter.write_raw(raw).await;
+        Outcome::DeadLettered
+    }
+}
+
+/// Drains the hand-off into the pipeline until it is closed and empty. At
+/// `abort` (the shutdown deadline) what is still held goes to the
+/// dead-letter file instead.
+pub async fn run(handoff: Arc<Handoff>, ingest: MqttIngest, abort: CancellationToken) {
+    while let Some(batch) = handoff.peek(256).await {
+        for msg in &batch {
+            if !abort.is_cancelled() {
+                tokio::select! {
+                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload) => {}
+                    _ = abort.cancelled() => {}
+                }
+            }
+            if abort.is_cancelled() {
+                let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+                let stream = ingest.routes.route(&topic).map(|(s, _)| s.clone());
+                ingest
+                    .dead_letter(
+                        &topic,
+                        stream.as_ref(),
+                        "shutdown_deadline",
+                        "still waiting for a full queue at the shutdown deadline".to_owned(),
+                        &msg.payload,
+                    )
+                    .await;
+            }
+            handoff.consume(1);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Just enough MQTT 3.1.1 framing for the front to police a connection:
+//! the fixed header of every packet, the CONNECT packet's credentials, and a
+//! PUBLISH packet's QoS and topic. Everything else passes through to rumqttd
+//! untouched. Pure functions over byte slices (fuzzed, unit-tested); they
+//! never panic on any input.
+
+/// MQTT's largest remaining length (4 length bytes).
+pub const MAX_REMAINING: usize = 268_435_455;
+
+/// Control packet types the front looks at.
+pub const CONNECT: u8 = 1;
+pub const PUBLISH: u8 = 3;
+
+/// A fixed header: packet type, its flags, and where the body lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u8,
+    pub flags: u8,
+    /// Bytes of the fixed header itself (2 to 5).
+    pub header_len: usize,
+    /// Bytes after the fixed header.
+    pub remaining: usize,
+}
+
+impl Header {
+    /// The whole packet's length.
+    pub fn total(&self) -> usize {
+        self.header_len + self.remaining
+    }
+}
+
+/// Why bytes are not MQTT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("remaining length uses more than 4 bytes")]
+    BadLength,
+    #[error("the first packet is not CONNECT")]
+    NotConnect,
+    #[error("unsupported protocol `{name}` level {level}")]
+    Protocol { name: String, level: u8 },
+    #[error("malformed {0} packet")]
+    Malformed(&'static str),
+    #[error("PUBLISH with QoS 3")]
+    BadQos,
+    #[error("PUBLISH topic is not a valid topic name")]
+    BadTopic,
+}
+
+/// Parses a fixed header at the start of `buf`; `Ok(None)` when more bytes are needed.
+pub fn header(buf: &[u8]) -> Result<Option<Header>, PacketError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let mut remaining = 0usize;
+    for i in 0..4 {
+        let Some(&b) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        remaining |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some(Header {
+                kind: first >> 4,
+                flags: first & 0x0f,
+                header_len: 2 + i,
+                remaining,
+            }));
+        }
+    }
+    Err(PacketError::BadLength)
+}
+
+/// The parts of CONNECT the front needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub level: u8,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
+}
+
+/// Reads a CONNECT body (the bytes after the fixed header).
+pub fn connect(body: &[u8]) -> Result<Connect, PacketError> {
+    let mut r = Reader(body);
+    let name = r.string().ok_or(PacketError::Malformed("CONNECT"))?;
+    let level = r.u8().ok_or(PacketError::Malformed("CONNECT"))?;
+    if name != "MQTT" || level != 4 {
+        return Err(PacketError::Protocol { name, level });
+    }
+    let flags = r.u8().ok_or(PacketError::Malformed("CONNECT"))?;
+    let _keep_alive = r.bytes(2).ok_or(PacketError::Malformed("CONNECT"))?;
+    let client_id = r.string().ok_or(PacketError::Malformed("CONNECT"))?;
+    if flags & 0x04 != 0 {
+        r.string().ok_or(PacketError::Malformed("CONNECT"))?;
+        r.binary().ok_or(PacketError::Malformed("CONNECT"))?;
+    }
+    let username = if flags & 0x80 != 0 {
+        Some(r.string().ok_or(PacketError::Malformed("CONNECT"))?)
+    } else {
+        None
+    };
+    let password = if flags & 0x40 != 0 {
+        Some(
+            r.binary()
+                .ok_or(PacketError::Malformed("CONNECT"))?
+                .to_vec(),
+        )
+    } else {
+        None
+    };
+    Ok(Connect {
+        level,
+        client_id,
+        username,
+        password,
+    })
+}
+
+/// The parts of PUBLISH the front needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishInfo<'a> {
+    pub qos: u8,
+    pub topic: &'a str,
+    /// Payload bytes.
+    pub payload_len: usize,
+}
+
+/// Reads a PUBLISH packet's QoS (from the fixed-header flags) and topic.
+/// Only the topic's bytes need to be in `body`; `remaining` is the body's full length.
+pub fn publish(flags: u8, body: &[u8], remaining: usize) -> Result<PublishInfo<'_>, PacketError> {
+    let qos = (flags >> 1) & 0x03;
+    if qos == 3 {
+        return Err(PacketError::BadQos);
+    }
+    let mut r = Reader(body);
+    let len = r.u16().ok_or(PacketError::Malformed("PUBLISH"))? as usize;
+    let raw = r.bytes(len).ok_or(PacketError::Malformed("PUBLISH"))?;
+    let topic = std::str::from_utf8(raw).map_err(|_| PacketError::BadTopic)?;
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err(PacketError::BadTopic);
+    }
+    let id_len = if qos > 0 { 2 } else { 0 };
+    let payload_len = remaining
+        .checked_sub(2 + len + id_len)
+        .ok_or(PacketError::Malformed("PUBLISH"))?;
+    Ok(PublishInfo {
+        qos,
+        topic,
+        payload_len,
+    })
+}
+
+/// Bytes of a PUBLISH body needed to read its topic (`None`: not yet known).
+pub fn publish_topic_bytes(body: &[u8]) -> Option<usize> {
+    let len = u16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    Some(2 + len as usize)
+}
+
+/// CONNACK for MQTT 3.1.1 with a refusal `code` (4: bad username or password, 5: not authorized).
+pub fn connack_refused(code: u8) -> [u8; 4] {
+    [0x20, 0x02, 0x00, code]
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.bytes(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn binary(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()? as usize;
+        self.bytes(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.binary()?).ok().map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn connect_bytes(user: Option<&str>, pass: Option<&[u8]>, will: bool) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
+        let mut flags = 0x02;
+        if will {
+            flags |= 0x04;
+        }
+        if user.is_some() {
+            flags |= 0x80;
+        }
+        if pass.is_some() {
+            flags |= 0x40;
+        }
+        body.push(flags);
+        body.extend([0, 60]);
+        body.extend([0, 2, b'd', b'1']);
+        if will {
+            body.extend([0, 1, b'w', 0, 2, b'x', b'y']);
+        }
+        if let Some(u) = user {
+            body.extend((u.len() as u16).to_be_bytes());
+            body.extend(u.as_bytes());
+        }
+        if let Some(p) = pass {
+            body.extend((p.len() as u16).to_be_bytes());
+            body.extend(p);
+        }
+        body
+    }
+
+    #[test]
+    fn fixed_header_lengths() {
+        assert_eq!(header(&[0x30]).expect("ok"), None);
+        let h = header(&[0x32, 0x7f]).expect("ok").expect("complete");
+        assert_eq!((h.kind, h.flags, h.header_len, h.remaining), (3, 2, 2, 127));
+        let h = header(&[0x30, 0x80, 0x01]).expect("ok").expect("complete");
+        assert_eq!((h.header_len, h.remaining), (3, 128));
+        let h = header(&[0x30, 0xff, 0xff, 0xff, 0x7f])
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(h.remaining, MAX_REMAINING);
+        assert_eq!(
+            header(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(PacketError::BadLength)
+        );
+    }
+
+    #[test]
+    fn connect_credentials_and_will() {
+        let c = connect(&connect_bytes(Some("dev"), Some(b"pw"), true)).expect("valid");
+        assert_eq!(c.client_id, "d1");
+        assert_eq!(c.username.as_deref(), Some("dev"));
+        assert_eq!(c.password.as_deref(), Some(&b"pw"[..]));
+        let c = connect(&connect_bytes(None, None, false)).expect("valid");
+        assert_eq!((c.username, c.password), (None, None));
+        let mut v5 = connect_bytes(None, None, false);
+        v5[6] = 5;
+        assert!(matches!(
+            connect(&v5),
+            Err(PacketError::Protocol { level: 5, .. })
+        ));
+        let full = connect_bytes(Some("dev"), Some(b"pw"), false);
+        assert_eq!(
+            connect(&full[..full.len() - 1]),
+            Err(PacketError::Malformed("CONNECT"))
+        );
+    }
+
+    #[test]
+    fn publish_topic_qos_and_payload() {
+        let body = [&[0, 3][..], b"a/b", &[0, 7], b"{}"].concat();
+        let p = publish(0x02, &body, body.len()).expect("valid");
+        assert_eq!((p.qos, p.topic, p.payload_len), (1, "a/b", 2));
+        let body0 = [&[0, 3][..], b"a/b", b"{}"].concat();
+        assert_eq!(
+            publish(0, &body0, body0.len()).expect("valid").payload_len,
+            2
+        );
+        assert_eq!(publish(0x06, &body, body.len()), Err(PacketError::BadQos));
+        let wild = [&[0, 3][..], b"a/#"].concat();
+        assert_eq!(publish(0, &wild, wild.len()), Err(PacketError::BadTopic));
+        assert_eq!(publish_topic_bytes(&body), Some(5));
+        assert_eq!(publish_topic_bytes(&[0]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), flags in any::<u8>()) {
+            let _ = header(&bytes);
+            let _ = connect(&bytes);
+            let _ = publish(flags, &bytes, bytes.len());
+            let _ = publish_topic_bytes(&bytes);
+        }
+    }
+}
