@@ -101,17 +101,18 @@ impl Router {
         self.ingest_inner(stream, events, context, wait_written, source, false)
     }
 
-    /// Like [`Router::ingest`] for a message the source already acknowledged
-    /// and keeps until the queue takes it (MQTT): a full queue is not counted
-    /// as a rejection, the caller retries.
+    /// Like [`Router::ingest`] for a message the source holds until the
+    /// queue takes it (MQTT): a full queue is not counted as a rejection,
+    /// the caller retries.
     pub fn offer(
         &self,
         stream: &str,
         events: Vec<Value>,
         context: &[(String, String)],
+        wait_written: bool,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
-        self.ingest_inner(stream, events, context, false, source, true)
+        self.ingest_inner(stream, events, context, wait_written, source, true)
     }
 
     fn ingest_inner(

@@ -96,3 +96,72 @@ pub async fn publish_is_refused(opts: MqttOptions, topic: &str, payload: Vec<u8>
     .await;
     outcome.expect("the gateway neither acknowledged nor closed the connection")
 }
+
+/// Debian's mosquitto broker on a free loopback port, killed on drop.
+pub struct Mosquitto {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with no limit on queued messages per session (its
+    /// default of 1000 would drop messages for a disconnected subscriber).
+    pub fn start() -> Self {
+        let which = std::process::Command::new("sh")
+            .args(["-c", "command -v mosquitto || ls /usr/sbin/mosquitto"])
+            .output()
+            .expect("sh");
+        let bin = String::from_utf8_lossy(&which.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        assert!(
+            !bin.is_empty(),
+            "mosquitto is not installed (.ci/run installs it)"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 1000\nlog_dest stderr\n"
+            ),
+        )
+        .expect("write conf");
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,11 +1,13 @@
 //! `mqtt.mode = "external"`: scale-out on an MQTT cluster. Each gateway
 //! replica consumes `$share/GROUP/FILTER` from an external broker (EMQX,
 //! HiveMQ, VerneMQ, Mosquitto) with QoS 1, a persistent session and manual
-//! acknowledgements: a message is PUBACKed to the broker only after the
-//! pipeline queued it (or it was dead-lettered), so a crashed replica's
-//! unacknowledged messages are redelivered, never lost (at-least-once:
-//! duplicates are possible and overwrite the same item when the event
-//! carries its own sort key).
+//! acknowledgements: a message is PUBACKed to the broker only after
+//! DynamoDB confirmed its items (or they went to the dead-letter file), so a
+//! crashed replica's unacknowledged messages are redelivered, never lost
+//! (at-least-once: duplicates are possible and overwrite the same item when
+//! the event carries its own sort key). Throughput per replica is therefore
+//! the broker's in-flight window divided by the write latency: raise the
+//! broker's per-client in-flight limit (mosquitto `max_inflight_messages`).
 //!
 //! The event loop only moves packets; a worker task ingests and acks, so
 //! keep-alives flow while the pipeline applies backpressure. The broker's
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::file::ExternalSection;
 
-use super::ingest::MqttIngest;
+use super::ingest::{MqttIngest, Outcome};
 
 /// Runs until `shutdown`; returns once the worker has handed every received
 /// message to the pipeline.
@@ -54,13 +56,26 @@ pub async fn run(
     let mut worker = {
         let client = client.clone();
         tokio::spawn(async move {
+            let acks = tokio_util::task::TaskTracker::new();
             while let Ok(publish) = rx.recv_async().await {
                 let topic = bytes::Bytes::from(publish.topic.clone());
-                ingest.offer_until_taken(&topic, &publish.payload).await;
-                if let Err(e) = client.ack(&publish).await {
-                    tracing::warn!(error = %e, "cannot ack to the MQTT broker: it will redeliver");
-                }
+                let outcome = ingest
+                    .offer_until_taken(&topic, &publish.payload, true)
+                    .await;
+                let client = client.clone();
+                // PUBACK once DynamoDB (or the dead-letter file) has the
+                // message: a crash before that means redelivery, not loss.
+                acks.spawn(async move {
+                    if let Outcome::Accepted(Some((ack, items))) = outcome {
+                        ack.wait(items).await;
+                    }
+                    if let Err(e) = client.ack(&publish).await {
+                        tracing::warn!(error = %e, "cannot ack to the MQTT broker: it will redeliver");
+                    }
+                });
             }
+            acks.close();
+            acks.wait().await;
         })
     };
     let mut eventloop = eventloop;
@@ -71,6 +86,7 @@ pub async fn run(
         tx,
         connected: &connected,
         backoff: Duration::from_millis(100),
+        pending_subacks: 0,
     };
     // Normal operation.
     loop {
@@ -128,6 +144,7 @@ struct Session<'a> {
     tx: flume::Sender<Publish>,
     connected: &'a std::sync::atomic::AtomicBool,
     backoff: Duration,
+    pending_subacks: usize,
 }
 
 impl Session<'_> {
@@ -140,16 +157,26 @@ impl Session<'_> {
         use std::sync::atomic::Ordering;
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                self.connected.store(true, Ordering::Relaxed);
                 self.backoff = Duration::from_millis(100);
                 tracing::info!(host = %self.x.host, port = self.x.port, session_present = ack.session_present, "connected to the external MQTT broker");
-                if !ack.session_present {
+                if ack.session_present {
+                    self.connected.store(true, Ordering::Relaxed);
+                } else {
+                    // Ready once the broker confirmed every subscription.
+                    self.pending_subacks = self.shared.len();
                     for filter in self.shared {
                         if let Err(e) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
                         {
                             tracing::error!(error = %e, %filter, "cannot subscribe");
                         }
                     }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                self.pending_subacks = self.pending_subacks.saturating_sub(1);
+                if self.pending_subacks == 0 {
+                    tracing::info!(filters = ?self.shared, "subscribed on the external MQTT broker");
+                    self.connected.store(true, Ordering::Relaxed);
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamSpec;
 use crate::event::template::PathTemplate;
+use crate::pipeline::ack::Ack;
 use crate::pipeline::router::{IngestError, Router};
 use crate::sink::dead_letter::{DeadLetter, RawDeadLetter};
 use crate::sources::http::decode::{self, Format};
@@ -73,7 +74,8 @@ impl TopicRoutes {
 /// What became of one message.
 #[derive(Debug)]
 pub enum Outcome {
-    Accepted,
+    /// Queued; with the written-ack handle when one was asked for.
+    Accepted(Option<(Arc<Ack>, usize)>),
     /// Written to the dead-letter file (or logged if even that failed).
     DeadLettered,
     /// The stream's queue is full: offer it again later.
@@ -90,8 +92,9 @@ pub struct MqttIngest {
 }
 
 impl MqttIngest {
-    /// Offers one message once.
-    pub async fn offer(&self, topic: &Bytes, payload: &Bytes) -> Outcome {
+    /// Offers one message once; `wait_written` asks for a handle that
+    /// completes when DynamoDB confirmed its items.
+    pub async fn offer(&self, topic: &Bytes, payload: &Bytes, wait_written: bool) -> Outcome {
         let topic_text = String::from_utf8_lossy(topic);
         let Some((stream, context)) = self.routes.route(&topic_text) else {
             self.metrics.unroutable.increment(1);
@@ -115,8 +118,11 @@ impl MqttIngest {
                     .await;
             }
         };
-        match self.router.offer(stream, events, &context, "mqtt") {
-            Ok(_) => Outcome::Accepted,
+        match self
+            .router
+            .offer(stream, events, &context, wait_written, "mqtt")
+        {
+            Ok(a) => Outcome::Accepted(a.ack.map(|ack| (ack, a.count))),
             Err(IngestError::QueueFull) => Outcome::Full,
             Err(e @ IngestError::TooManyEvents(_)) => {
                 self.dead_letter(
@@ -142,11 +148,21 @@ impl MqttIngest {
     }
 
     /// Offers one message until the pipeline takes it (or it is dead-lettered).
-    pub async fn offer_until_taken(&self, topic: &Bytes, payload: &Bytes) {
+    pub async fn offer_until_taken(
+        &self,
+        topic: &Bytes,
+        payload: &Bytes,
+        wait_written: bool,
+    ) -> Outcome {
         let mut backoff = Duration::from_millis(1);
-        while let Outcome::Full = self.offer(topic, payload).await {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
+        loop {
+            match self.offer(topic, payload, wait_written).await {
+                Outcome::Full => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
+                }
+                done => return done,
+            }
         }
     }
 
@@ -181,7 +197,7 @@ pub async fn run(handoff: Arc<Handoff>, ingest: MqttIngest, abort: CancellationT
         for msg in &batch {
             if !abort.is_cancelled() {
                 tokio::select! {
-                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload) => {}
+                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload, false) => {}
                     _ = abort.cancelled() => {}
                 }
             }
