@@ -1,0 +1,145 @@
+//! The MQTT source's edges with real clients: Debian's `mosquitto_pub`
+//! publishing to the embedded broker, the connection limit, and SIGTERM
+//! draining every acknowledged message into the table before exit.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use rumqttc::QoS;
+use support::mqtt::{options, publish_all};
+use support::{count, dynamodb, metric, query, Dynalite, Gateway, Http};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_messages_are_stored() {
+    let db = Dynalite::start();
+    let gw = Gateway::start(&db.endpoint, &[], "");
+    let addr = gw.mqtt.expect("embedded broker listens");
+    for (topic, payload) in [
+        (
+            "sensors/CLI1/telemetry",
+            r#"{"timestamp": 1700000000001, "temperature": 19.5}"#,
+        ),
+        (
+            "carts/CLI-U",
+            r#"{"item_id": "A1", "name": "Mug", "quantity": 1, "price": 4.5}"#,
+        ),
+    ] {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+            .args(["-q", "1", "-i", "cli-test", "-t", topic, "-m", payload])
+            .output()
+            .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let client = dynamodb(&db.endpoint).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(&client, "IoTSensorData").await + count(&client, "ShoppingCart").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mosquitto_pub messages not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = query(&client, "IoTSensorData", "device_id", "CLI1").await;
+    assert_eq!(
+        items[0].get("temperature"),
+        Some(&AttributeValue::N("19.5".into()))
+    );
+    let cart = query(&client, "ShoppingCart", "user_id", "CLI-U").await;
+    assert_eq!(
+        cart[0].get("quantity"),
+        Some(&AttributeValue::N("1".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_counted() {
+    let db = Dynalite::start();
+    let gw = Gateway::start(
+        &db.endpoint,
+        &[("max_connections = 10000", "max_connections = 2")],
+        "",
+    );
+    let addr = gw.mqtt.expect("embedded broker listens");
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let (client, mut eventloop) =
+            rumqttc::AsyncClient::new(options(addr, &format!("hold-{i}")), 10);
+        match eventloop.poll().await {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {}
+            other => panic!("connection {i} within the limit failed: {other:?}"),
+        }
+        held.push((client, eventloop));
+    }
+    let (_c, mut third) = rumqttc::AsyncClient::new(options(addr, "third"), 10);
+    assert!(third.poll().await.is_err(), "a third connection was served");
+    let http = Http::default();
+    assert_eq!(
+        metric(
+            &http,
+            gw.admin,
+            "dynamo_ingest_mqtt_rejected_total",
+            "reason=\"connection_limit\""
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(&http, gw.admin, "dynamo_ingest_mqtt_connections", "").await,
+        2.0
+    );
+    // The limit frees up when a device leaves.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&http, gw.admin, "dynamo_ingest_mqtt_connections", "").await > 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed connection still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publish_all(
+        options(addr, "after"),
+        vec![("activity/U1".to_owned(), br#"{"action":"x"}"#.to_vec())],
+        QoS::AtLeastOnce,
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_acknowledged_message_into_the_table() {
+    let db = Dynalite::start();
+    let mut gw = Gateway::start(&db.endpoint, &[], "");
+    let addr = gw.mqtt.expect("embedded broker listens");
+    let total = 10_000;
+    let messages = (0..total)
+        .map(|i| {
+            (
+                format!("sensors/S{}/telemetry", i % 20),
+                format!(r#"{{"timestamp": {i}, "v": {i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    publish_all(
+        options(addr, "burst"),
+        messages,
+        QoS::AtLeastOnce,
+        Duration::from_secs(60),
+    )
+    .await;
+    // Every message is acknowledged; most are still between the broker and DynamoDB.
+    gw.terminate();
+    let status = gw.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let client = dynamodb(&db.endpoint).await;
+    assert_eq!(count(&client, "IoTSensorData").await, total);
+    assert!(gw.dead_letters().is_empty());
+}
