@@ -61,7 +61,7 @@ pub const REJECT_REASONS: [&str; 11] = [
     "queue_full",
 ];
 /// Why the MQTT front closed a device connection (`mqtt_rejected_total{reason}`).
-pub const MQTT_REJECT_REASONS: [&str; 10] = [
+pub const MQTT_REJECT_REASONS: [&str; 9] = [
     "auth",
     "acl",
     "oversize",
@@ -71,7 +71,6 @@ pub const MQTT_REJECT_REASONS: [&str; 10] = [
     "protocol",
     "connect_timeout",
     "connection_limit",
-    "overflow",
 ];
 /// Why an acknowledged MQTT message went to the dead-letter file.
 pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [
