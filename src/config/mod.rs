@@ -256,11 +256,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("http.auth.keys"), "{e}");
-        let e = with(&format!(
-            "[[http.auth.keys]]\nname=\"a\"\nsha256=\"abc\"\nstreams=[\"*\"]\n"
-        ))
-        .unwrap_err()
-        .to_string();
+        let e = with("[[http.auth.keys]]\nname=\"a\"\nsha256=\"abc\"\nstreams=[\"*\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http.auth.keys[0].sha256"), "{e}");
         let e = with(&format!(
             "[[http.auth.keys]]\nname=\"a\"\nsha256=\"{h}\"\nstreams=[\"nope\"]\n"

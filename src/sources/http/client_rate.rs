@@ -55,7 +55,7 @@ impl ClientId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RateError {
     /// Over the rate: retry after this long.
-    #[error("this client is over its rate limit; retry in {0:?}")]
+    #[error("this client is over its rate limit; retry in {}s", retry_after_secs(*.0))]
     Limited(Duration),
     /// More events in one request than the burst allows.
     #[error(
@@ -106,6 +106,21 @@ impl<C: Clock> ClientRateLimiter<C> {
                 burst: self.burst.get(),
             }),
         }
+    }
+
+    /// Charges the rest of a request of `total` events whose first event
+    /// was charged before its body was read. A request larger than the
+    /// burst is refused as [`RateError::TooMany`] even when the remainder
+    /// would fit: as a whole it never could.
+    pub fn charge_rest(&self, client: &ClientId, total: usize) -> Result<(), RateError> {
+        let total = u32::try_from(total).unwrap_or(u32::MAX);
+        if total > self.burst.get() {
+            return Err(RateError::TooMany {
+                events: total,
+                burst: self.burst.get(),
+            });
+        }
+        self.charge(client, total.saturating_sub(1))
     }
 
     /// Forgets clients whose buckets are full again, so the map holds only
@@ -161,6 +176,17 @@ mod tests {
             })
         );
         assert_eq!(l.charge(&a, 0), Ok(()));
+        // burst + 1 events, the first already charged: still too many as a whole.
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(l.charge(&a, 1), Ok(()));
+        assert_eq!(
+            l.charge_rest(&a, 21),
+            Err(RateError::TooMany {
+                events: 21,
+                burst: 20
+            })
+        );
+        assert_eq!(l.charge_rest(&a, 20), Ok(()));
     }
 
     #[test]

@@ -161,9 +161,8 @@ async fn route_and_ingest(
     };
     if let Some((limiter, client)) = &client {
         // The first event was charged before the body was read.
-        let rest = u32::try_from(events.len().saturating_sub(1)).unwrap_or(u32::MAX);
         limiter
-            .charge(client, rest)
+            .charge_rest(client, events.len())
             .map_err(|e| rate_error(state, e))?;
     }
     let device_id = match seed {
