@@ -1,8 +1,9 @@
 //! Wires the gateway together and owns the shutdown order.
 //!
-//! Start-up: metrics recorder → admin listener → DynamoDB client and table
-//! bootstrap → per table: queue, batcher, writer → router → MQTT source
-//! and HTTP listener → the readiness line on stdout.
+//! Start-up: TLS certificate (if any) → metrics recorder → admin listener
+//! → DynamoDB client and table bootstrap → per table: queue, batcher,
+//! writer → router → MQTT source and HTTP listener → the readiness line on
+//! stdout.
 //!
 //! Shutdown (SIGTERM/SIGINT), an ordered cascade bounded by
 //! `shutdown_grace`: stop accepting and let open requests finish, drain the
@@ -35,7 +36,8 @@ use crate::sink::dynamodb::rate::RateControl;
 use crate::sink::dynamodb::request::SdkWriter;
 use crate::sink::dynamodb::retry::Backoff;
 use crate::sink::dynamodb::writer::{self, WriterConfig};
-use crate::sources::http::{self as http_source, HttpState};
+use crate::sources::http::tls::{self, CertStore, TlsError};
+use crate::sources::http::{self as http_source, HttpState, ListenerConfig};
 use crate::sources::mqtt::{self as mqtt_source, MqttError, Running};
 use crate::telemetry::admin::{self, Health};
 use crate::telemetry::metrics::TableMetrics;
@@ -50,6 +52,8 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("http.tls: {0}")]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Mqtt(#[from] MqttError),
     #[error(transparent)]
@@ -62,7 +66,8 @@ impl AppError {
         match self {
             AppError::Bootstrap(
                 BootstrapError::SchemaMismatch { .. } | BootstrapError::Missing(_),
-            ) => 64,
+            )
+            | AppError::Tls(_) => 64,
             _ => 1,
         }
     }
@@ -70,6 +75,12 @@ impl AppError {
 
 /// Runs the gateway until SIGTERM/SIGINT (or `stop`, when given) and a complete shutdown.
 pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Result<(), AppError> {
+    // Certificates are read before any port is bound: a bad file stops start-up.
+    let cert_store = match &config.file.http.tls {
+        Some(files) => Some(Arc::new(CertStore::load(files)?)),
+        None => None,
+    };
+    let tls_acceptor = cert_store.as_ref().map(|s| s.acceptor()).transpose()?;
     let prometheus = crate::telemetry::install_recorder()?;
     let upkeep = prometheus.clone();
     tokio::spawn(async move {
@@ -82,6 +93,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
 
     let shutdown = stop.unwrap_or_default();
     tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(tls::reload_on_sighup(cert_store, shutdown.clone()));
 
     let health = Arc::new(Health::default());
     let admin_listener = bind(config.file.admin.listen).await?;
@@ -219,6 +231,8 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     let http = tokio::spawn(http_source::serve(
         http_listener,
         http_state,
+        ListenerConfig::new(&config),
+        tls_acceptor,
         shutdown.clone(),
     ));
     tracing::info!(%http_addr, %admin_addr, dead_letter = %dead_letter.path().display(), "dynamo-ingest ready");

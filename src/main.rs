@@ -54,10 +54,48 @@ enum Command {
     CheckConfig,
     /// Read a device password from stdin, print its `sha256:` digest for `[mqtt.users]`.
     HashPassword,
+    /// Print the SHA-256 of an API key read from stdin, for `[[http.auth.keys]] sha256`.
+    HashKey {
+        /// Generate a new random key instead: prints the key, then its hash.
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+/// Shortest key `hash-key` accepts: a SHA-256 digest protects only a key
+/// too long to guess.
+const MIN_KEY_CHARS: usize = 24;
+
+/// `hash-key`: reads one key (the first line of stdin) and prints its digest.
+fn hash_key(generate: bool) -> ExitCode {
+    use dynamo_ingest::sources::http::auth;
+    if generate {
+        let key = auth::generate_key();
+        println!("key:    {key}");
+        println!("sha256: {}", auth::hash_key(&key));
+        return ExitCode::SUCCESS;
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("dynamo-ingest hash-key: cannot read stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let key = line.trim_end_matches(['\r', '\n']);
+    if key.chars().count() < MIN_KEY_CHARS || key.trim() != key {
+        eprintln!(
+            "dynamo-ingest hash-key: a key must be at least {MIN_KEY_CHARS} characters with no surrounding spaces; `hash-key --generate` makes one"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}", auth::hash_key(key));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashKey { generate }) = cli.command {
+        return hash_key(generate);
+    }
     let overrides = Overrides {
         dynamodb_endpoint: cli.dynamodb_endpoint.clone(),
         region: cli.region.clone(),

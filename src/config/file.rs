@@ -88,6 +88,109 @@ pub struct HttpSection {
     pub ack_timeout: Duration,
     #[serde(default = "defaults::yes")]
     pub seed_routes: bool,
+    /// From the moment a connection waits for a request (just opened, or
+    /// idle after a response) until the whole request head has arrived.
+    /// Cuts slowloris connections and idle keep-alive connections alike.
+    #[serde(with = "humantime_serde", default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a request body once its head has arrived.
+    #[serde(with = "humantime_serde", default = "defaults::body_read_timeout")]
+    pub body_read_timeout: Duration,
+    /// Keep connections open between requests (HTTP/1.1 keep-alive).
+    #[serde(default = "defaults::yes")]
+    pub keep_alive: bool,
+    /// Most connections open at once; further clients wait in the kernel's
+    /// accept backlog until one closes.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// Largest request head (request line plus headers); more → 431.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Most header fields in one request; more → 431.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: NonZeroUsize,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub rate_limit: ClientRateSection,
+    /// Serve HTTPS instead of HTTP when present.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[http.auth]`: Bearer API keys.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Off by default so the seed document's apps work unchanged.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Whether the seed routes need a key when auth is enabled.
+    #[serde(default)]
+    pub seed_routes: SeedRouteAccess,
+    #[serde(default)]
+    pub keys: Vec<ApiKeySection>,
+}
+
+/// Whether the seed routes (`/log_activity/`, `/upload_data`, `/add_to_cart/`) need a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedRouteAccess {
+    /// A key allowed to write the route's stream, like every other route.
+    #[default]
+    Key,
+    /// No key needed (the seed apps send none).
+    Open,
+}
+
+/// One `[[http.auth.keys]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    /// Who holds the key: logs and rate-limit buckets use it, never the key.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the key (`dynamo-ingest hash-key`).
+    pub sha256: String,
+    /// Streams the key may write; `["*"]` for all.
+    pub streams: Vec<String>,
+}
+
+/// `[http.rate_limit]`: per-client event rate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRateSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Sustained events per second per client.
+    #[serde(default = "defaults::client_events_per_second")]
+    pub events_per_second: NonZeroU32,
+    /// Events a client may send at once; also the most events one request may hold.
+    #[serde(default = "defaults::client_burst")]
+    pub burst: NonZeroU32,
+    /// What a client is.
+    #[serde(default)]
+    pub key_by: ClientKeyBy,
+}
+
+/// How clients are told apart for rate limiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKeyBy {
+    /// The API key's name when the request carries a valid key, else the IP.
+    #[default]
+    Auto,
+    /// Always the peer IP address (IPv6: its /64).
+    Ip,
+}
+
+/// `[http.tls]`: PEM files, re-read on SIGHUP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -238,6 +341,26 @@ impl Default for HttpSection {
             max_body_bytes: defaults::max_body_bytes(),
             ack_timeout: defaults::ack_timeout(),
             seed_routes: true,
+            header_read_timeout: defaults::header_read_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
+            keep_alive: true,
+            max_connections: defaults::max_connections(),
+            max_header_bytes: defaults::max_header_bytes(),
+            max_headers: defaults::max_headers(),
+            auth: AuthSection::default(),
+            rate_limit: ClientRateSection::default(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for ClientRateSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            events_per_second: defaults::client_events_per_second(),
+            burst: defaults::client_burst(),
+            key_by: ClientKeyBy::Auto,
         }
     }
 }
@@ -332,6 +455,27 @@ mod defaults {
     }
     pub fn ack_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn body_read_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_connections() -> NonZeroUsize {
+        NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn max_header_bytes() -> ByteSize {
+        ByteSize::kib(16)
+    }
+    pub fn max_headers() -> NonZeroUsize {
+        NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn client_events_per_second() -> NonZeroU32 {
+        NonZeroU32::new(1_000).unwrap_or(NonZeroU32::MIN)
+    }
+    pub fn client_burst() -> NonZeroU32 {
+        NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN)
     }
     pub fn queue_max_items() -> NonZeroUsize {
         NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)

@@ -15,7 +15,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use file::{AckLevel, FileConfig, KeyType, ScalarType, SortKeySource};
+pub use file::{
+    AckLevel, ClientKeyBy, FileConfig, KeyType, ScalarType, SeedRouteAccess, SortKeySource,
+    TlsSection,
+};
 
 use crate::event::template::PathTemplate;
 
@@ -44,6 +47,33 @@ pub struct ValidatedConfig {
     pub streams: Vec<StreamSpec>,
     /// One entry per distinct table, key schema shared by its streams.
     pub tables: Vec<Arc<TableSpec>>,
+    /// `[[http.auth.keys]]`, decoded (empty when auth is off).
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// A validated API key: who holds it, its SHA-256, what it may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: Arc<str>,
+    pub sha256: [u8; 32],
+    pub streams: StreamGrant,
+}
+
+/// The streams an API key may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamGrant {
+    All,
+    Only(Vec<Arc<str>>),
+}
+
+impl StreamGrant {
+    /// Whether `stream` may be written.
+    pub fn allows(&self, stream: &str) -> bool {
+        match self {
+            StreamGrant::All => true,
+            StreamGrant::Only(list) => list.iter().any(|s| &**s == stream),
+        }
+    }
 }
 
 /// A key attribute of a table.
@@ -225,6 +255,46 @@ mod tests {
         );
         assert_eq!(c.file.dynamodb.region, "eu-west-1");
         assert_eq!(c.file.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn api_keys_are_validated_and_named() {
+        let base = DEFAULT_TOML.to_owned();
+        let with = |extra: &str| load(&format!("{base}\n{extra}"));
+        let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let e = with("[http.auth]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.auth.keys"), "{e}");
+        let e = with("[[http.auth.keys]]\nname=\"a\"\nsha256=\"abc\"\nstreams=[\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.auth.keys[0].sha256"), "{e}");
+        let e = with(&format!(
+            "[[http.auth.keys]]\nname=\"a\"\nsha256=\"{h}\"\nstreams=[\"nope\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("http.auth.keys[0].streams") && e.contains("nope"),
+            "{e}"
+        );
+        let e = with(&format!("[[http.auth.keys]]\nname=\"a\"\nsha256=\"{h}\"\nstreams=[\"*\"]\n[[http.auth.keys]]\nname=\"b\"\nsha256=\"{h}\"\nstreams=[\"*\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.auth.keys[1].sha256"), "{e}");
+        let c = with(&format!("[http.auth]\nenabled = true\n[[http.auth.keys]]\nname=\"fleet\"\nsha256=\"{h}\"\nstreams=[\"sensor\"]\n"))
+            .expect("valid");
+        assert_eq!(c.api_keys.len(), 1);
+        assert!(c.api_keys[0].streams.allows("sensor"));
+        assert!(!c.api_keys[0].streams.allows("cart"));
+        let e = load(&base.replace(
+            "max_header_bytes = \"16KiB\"",
+            "max_header_bytes = \"1KiB\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("http.max_header_bytes"), "{e}");
     }
 
     #[test]

@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, KeyType, ScalarType, SortKeySource, StreamSection};
-use super::{ConfigError, KeySpec, SortKeySpec, StreamSpec, TableSpec, ValidatedConfig};
+use super::file::{
+    AuthSection, FileConfig, HttpSection, KeyType, ScalarType, SortKeySource, StreamSection,
+};
+use super::{
+    ApiKey, ConfigError, KeySpec, SortKeySpec, StreamGrant, StreamSpec, TableSpec, ValidatedConfig,
+};
 use crate::event::template::PathTemplate;
 
 /// DynamoDB's BatchWriteItem request limit.
@@ -44,6 +48,7 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     if file.http.ack_timeout.is_zero() {
         return Err(err("http.ack_timeout", "must be greater than zero"));
     }
+    http_limits(&file.http)?;
     let d = &file.dynamodb;
     if d.region.trim().is_empty() {
         return Err(err("dynamodb.region", "must not be empty"));
@@ -187,11 +192,100 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     for s in &mut streams {
         s.table = tables[&s.table.name].clone();
     }
+    let api_keys = api_keys(&file.http.auth, &streams)?;
     Ok(ValidatedConfig {
         file,
         streams,
         tables: tables.into_values().collect(),
+        api_keys,
     })
+}
+
+/// hyper refuses a read buffer below 8 KiB; above 1 MiB a head is an attack, not a request.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+
+fn http_limits(h: &HttpSection) -> Result<(), ConfigError> {
+    if h.header_read_timeout.is_zero() {
+        return Err(err("http.header_read_timeout", "must be greater than zero"));
+    }
+    if h.body_read_timeout.is_zero() {
+        return Err(err("http.body_read_timeout", "must be greater than zero"));
+    }
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&h.max_header_bytes.as_u64()) {
+        return Err(err(
+            "http.max_header_bytes",
+            "must be between 8KiB (hyper's smallest buffer) and 1MiB",
+        ));
+    }
+    Ok(())
+}
+
+fn api_keys(auth: &AuthSection, streams: &[StreamSpec]) -> Result<Vec<ApiKey>, ConfigError> {
+    if auth.enabled && auth.keys.is_empty() {
+        return Err(err(
+            "http.auth.keys",
+            "auth is enabled but no key is configured: every request would be refused",
+        ));
+    }
+    let mut keys: Vec<ApiKey> = Vec::with_capacity(auth.keys.len());
+    for (i, k) in auth.keys.iter().enumerate() {
+        let at = |field: &str| format!("http.auth.keys[{i}].{field}");
+        let name_ok = !k.name.is_empty()
+            && k.name.len() <= 64
+            && k.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !name_ok {
+            return Err(err(
+                at("name"),
+                "1-64 characters of ASCII letters, digits, '_', '-', '.'",
+            ));
+        }
+        if keys.iter().any(|o| *o.name == *k.name) {
+            return Err(err(at("name"), format!("`{}` names two keys", k.name)));
+        }
+        let mut sha256 = [0u8; 32];
+        if k.sha256.len() != 64 || hex::decode_to_slice(&k.sha256, &mut sha256).is_err() {
+            return Err(err(
+                at("sha256"),
+                "must be the 64 hex digits of the key's SHA-256 (see `dynamo-ingest hash-key`), not the key itself",
+            ));
+        }
+        if let Some(o) = keys.iter().find(|o| o.sha256 == sha256) {
+            return Err(err(
+                at("sha256"),
+                format!("the same key is already configured as `{}`", o.name),
+            ));
+        }
+        let grant = if k.streams.iter().any(|s| s == "*") {
+            if k.streams.len() > 1 {
+                return Err(err(at("streams"), "`*` (all streams) stands alone"));
+            }
+            StreamGrant::All
+        } else {
+            if k.streams.is_empty() {
+                return Err(err(
+                    at("streams"),
+                    "must list at least one stream, or `*` for all",
+                ));
+            }
+            let mut list = Vec::with_capacity(k.streams.len());
+            for s in &k.streams {
+                let Some(spec) = streams.iter().find(|spec| *spec.name == **s) else {
+                    return Err(err(at("streams"), format!("no stream named `{s}`")));
+                };
+                list.push(spec.name.clone());
+            }
+            StreamGrant::Only(list)
+        };
+        keys.push(ApiKey {
+            name: Arc::from(k.name.as_str()),
+            sha256,
+            streams: grant,
+        });
+    }
+    Ok(keys)
 }
 
 fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {

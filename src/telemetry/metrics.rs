@@ -34,6 +34,8 @@ pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
 pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
 pub const CONCURRENCY_LIMIT: &str = "dynamo_ingest_concurrency_limit";
 pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
+pub const HTTP_REJECTED: &str = "dynamo_ingest_http_requests_rejected_total";
+pub const HTTP_CONNECTIONS: &str = "dynamo_ingest_http_connections";
 pub const MQTT_CONNECTIONS: &str = "dynamo_ingest_mqtt_connections";
 pub const MQTT_UNROUTABLE: &str = "dynamo_ingest_mqtt_messages_unroutable_total";
 pub const MQTT_MESSAGES: &str = "dynamo_ingest_mqtt_messages_received_total";
@@ -80,6 +82,18 @@ pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [
     "not_an_object",
     "invalid_event",
     "too_many_events",
+];
+/// Why the HTTP listener refused a request or cut a connection (the
+/// `reason` label of `http_requests_rejected_total`): counted per request
+/// or connection, since a refused body is never decoded into events.
+pub const HTTP_REJECT_REASONS: [&str; 7] = [
+    "unauthorized",
+    "forbidden",
+    "rate_limited",
+    "too_many_events",
+    "body_timeout",
+    "header_timeout",
+    "tls_handshake",
 ];
 /// Outcomes of one BatchWriteItem call.
 pub const BATCH_OUTCOMES: [&str; 6] = [
@@ -174,6 +188,11 @@ pub fn describe() {
         "Learned limit of BatchWriteItem calls in flight."
     );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
+    describe_counter!(
+        HTTP_REJECTED,
+        "HTTP requests refused (auth, client rate limit) or connections cut (timeouts, TLS), by reason."
+    );
+    describe_gauge!(HTTP_CONNECTIONS, "Open HTTP connections.");
     describe_gauge!(MQTT_CONNECTIONS, "Connected MQTT clients.");
     describe_counter!(
         MQTT_UNROUTABLE,
@@ -222,6 +241,10 @@ pub fn describe() {
     gauge!(MQTT_HANDOFF_DEPTH).set(0.0);
     gauge!(MQTT_HANDOFF_BYTES).set(0.0);
     gauge!(MQTT_PAUSED).set(0.0);
+    gauge!(HTTP_CONNECTIONS).set(0.0);
+    for reason in HTTP_REJECT_REASONS {
+        counter!(HTTP_REJECTED, "reason" => reason).increment(0);
+    }
     for class in ["2xx", "4xx", "5xx"] {
         counter!(HTTP_REQUESTS, "class" => class).increment(0);
     }

@@ -217,6 +217,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }

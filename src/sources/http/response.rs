@@ -18,6 +18,8 @@ pub struct ApiError {
     pub field: Option<String>,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
+    /// `WWW-Authenticate` challenge (401/403).
+    pub www_authenticate: Option<&'static str>,
     /// Close the connection after answering (the body was not fully read).
     pub close: bool,
     pub extra: Map<String, Value>,
@@ -33,6 +35,7 @@ impl ApiError {
             field: None,
             retry_after: None,
             allow: None,
+            www_authenticate: None,
             close: false,
             extra: Map::new(),
         }
@@ -67,6 +70,12 @@ impl ApiError {
         if self.close {
             resp.headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            resp.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if let Some(allow) = self.allow {
             resp.headers_mut()

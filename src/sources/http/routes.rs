@@ -10,6 +10,7 @@
 // ApiError is built once per refused request; boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +20,8 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value};
 
+use super::auth::AuthError;
+use super::client_rate::{retry_after_secs, ClientId, RateError};
 use super::decode::{self, DecodeError, Format, Positions};
 use super::response::{accepted, raw_json, ApiError};
 use super::HttpState;
@@ -41,9 +44,13 @@ enum Route {
     Seed(Seed),
 }
 
-/// Handles one request; never fails (errors become JSON responses).
-pub async fn handle(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let resp = match route_and_ingest(&state, req).await {
+/// Handles one request from `peer`; never fails (errors become JSON responses).
+pub async fn handle(
+    state: Arc<HttpState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let resp = match route_and_ingest(&state, req, peer).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -54,8 +61,23 @@ pub async fn handle(state: Arc<HttpState>, req: Request<Incoming>) -> Response<F
 async fn route_and_ingest(
     state: &HttpState,
     req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let route = resolve(state, req.method(), req.uri().path())?;
+    let caller = authenticate(state, &route, req.headers())?;
+    let client = state.client_rate.as_ref().map(|limiter| {
+        (
+            limiter,
+            ClientId::of(state.key_by, caller.as_ref(), peer.ip()),
+        )
+    });
+    // Every request costs at least one event, charged before its body is
+    // read: a client over its limit is refused without reading anything.
+    if let Some((limiter, client)) = &client {
+        limiter
+            .charge(client, 1)
+            .map_err(|e| rate_error(state, e))?;
+    }
     let mut context: Vec<(String, String)> = req
         .uri()
         .query()
@@ -99,11 +121,29 @@ async fn route_and_ingest(
         _ => {
             let format = body_format(&req, seed.is_none())
                 .inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
-            let body = read_body(req, state.max_body).await.inspect_err(|e| {
-                if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                    reject(&stream, "body_too_large");
-                }
-            })?;
+            let body =
+                match tokio::time::timeout(state.body_read_timeout, read_body(req, state.max_body))
+                    .await
+                {
+                    Ok(body) => body.inspect_err(|e| {
+                        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                            reject(&stream, "body_too_large");
+                        }
+                    })?,
+                    Err(_) => {
+                        state.count_rejected("body_timeout");
+                        let mut e = ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "body_timeout",
+                            format!(
+                                "the body did not arrive within http.body_read_timeout ({:?})",
+                                state.body_read_timeout
+                            ),
+                        );
+                        e.close = true;
+                        return Err(e);
+                    }
+                };
             let decoded = decode::decode(&body, format);
             let (events, positions) = decoded.map_err(|e| {
                 reject(&stream, e.reason());
@@ -119,6 +159,12 @@ async fn route_and_ingest(
             (events, positions)
         }
     };
+    if let Some((limiter, client)) = &client {
+        // The first event was charged before the body was read.
+        limiter
+            .charge_rest(client, events.len())
+            .map_err(|e| rate_error(state, e))?;
+    }
     let device_id = match seed {
         Some(Seed::UploadData) => events.first().and_then(|e| e.get("device_id")).cloned(),
         _ => None,
@@ -173,6 +219,80 @@ async fn route_and_ingest(
         ),
         Some(seed) => seed_response(seed, &context, device_id),
     })
+}
+
+/// The stream a route writes.
+fn route_stream(route: &Route) -> &str {
+    match route {
+        Route::Generic(s) => s,
+        Route::Template(s, _) => s,
+        Route::Seed(seed) => seed_stream(*seed),
+    }
+}
+
+/// Checks the request's API key when auth is on; returns the caller's key
+/// name when it carried a valid one (open seed routes identify without
+/// requiring).
+fn authenticate(
+    state: &HttpState,
+    route: &Route,
+    headers: &hyper::HeaderMap,
+) -> Result<Option<Arc<str>>, ApiError> {
+    let Some(keys) = &state.api_keys else {
+        return Ok(None);
+    };
+    if state.seed_routes_open && matches!(route, Route::Seed(_)) {
+        return Ok(keys.identify(headers).ok().map(|c| c.name));
+    }
+    match keys.authorize(headers, route_stream(route)) {
+        Ok(caller) => Ok(Some(caller.name)),
+        Err(e) => Err(auth_error(state, e)),
+    }
+}
+
+fn auth_error(state: &HttpState, e: AuthError) -> ApiError {
+    // RFC 6750: a challenge on 401, `insufficient_scope` on 403.
+    let (status, code, challenge) = match &e {
+        AuthError::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            r#"Bearer realm="dynamo-ingest""#,
+        ),
+        AuthError::Invalid => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            r#"Bearer realm="dynamo-ingest", error="invalid_token""#,
+        ),
+        AuthError::Forbidden { .. } => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            r#"Bearer realm="dynamo-ingest", error="insufficient_scope""#,
+        ),
+    };
+    state.count_rejected(code);
+    let mut err = ApiError::new(status, code, e.to_string());
+    err.www_authenticate = Some(challenge);
+    err
+}
+
+fn rate_error(state: &HttpState, e: RateError) -> ApiError {
+    match e {
+        RateError::Limited(wait) => {
+            state.count_rejected("rate_limited");
+            let mut err =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
+            err.retry_after = Some(retry_after_secs(wait));
+            err
+        }
+        RateError::TooMany { .. } => {
+            state.count_rejected("too_many_events");
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                e.to_string(),
+            )
+        }
+    }
 }
 
 fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiError> {
