@@ -143,3 +143,103 @@ async fn sigterm_drains_every_acknowledged_message_into_the_table() {
     assert_eq!(count(&client, "IoTSensorData").await, total);
     assert!(gw.dead_letters().is_empty());
 }
+
+/// An MQTT 3.1.1 CONNECT with a client id.
+fn connect_packet(client_id: &str) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    body.extend((client_id.len() as u16).to_be_bytes());
+    body.extend(client_id.as_bytes());
+    let mut p = vec![0x10, body.len() as u8];
+    p.extend(body);
+    p
+}
+
+/// A QoS 1 PUBLISH with packet id 1.
+fn publish_packet(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend((topic.len() as u16).to_be_bytes());
+    body.extend(topic.as_bytes());
+    body.extend([0, 1]);
+    body.extend(payload);
+    let mut p = vec![0x32, body.len() as u8];
+    p.extend(body);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_connect_over_tls_with_a_test_ca() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = Dynalite::start();
+    let ca = support::tls::TestCa::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (pem, key, der) = ca.leaf("mqtt");
+    std::fs::write(&cert_path, pem).expect("cert");
+    std::fs::write(&key_path, key).expect("key");
+    let extra = format!(
+        "[mqtt.tls]\ncert = {:?}\nkey = {:?}\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    );
+    let gw = Gateway::start(&db.endpoint, &[], &extra);
+    let addr = gw.mqtt.expect("embedded broker listens");
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = ca.client().connect(name, tcp).await.expect("TLS handshake");
+    let presented = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first().cloned());
+    assert_eq!(presented.map(|c| c.into_owned()), Some(der));
+    tls.write_all(&connect_packet("tls-dev"))
+        .await
+        .expect("CONNECT");
+    let mut connack = [0u8; 4];
+    tls.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "connection accepted");
+    tls.write_all(&publish_packet(
+        "sensors/TLS1/telemetry",
+        br#"{"timestamp": 5, "v": 1}"#,
+    ))
+    .await
+    .expect("PUBLISH");
+    let mut puback = [0u8; 4];
+    tls.read_exact(&mut puback).await.expect("PUBACK");
+    assert_eq!(puback, [0x40, 0x02, 0x00, 0x01]);
+
+    // Plain MQTT on the TLS port is refused at the handshake.
+    let (_c, mut plain) = rumqttc::AsyncClient::new(options(addr, "plain"), 10);
+    assert!(plain.poll().await.is_err());
+
+    let client = dynamodb(&db.endpoint).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while query(&client, "IoTSensorData", "device_id", "TLS1")
+        .await
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "TLS message not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = Http::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(
+        &http,
+        gw.admin,
+        "dynamo_ingest_mqtt_rejected_total",
+        "reason=\"tls_handshake\"",
+    )
+    .await
+        < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "plain connection not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

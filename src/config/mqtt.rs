@@ -67,6 +67,9 @@ pub struct MqttSection {
     /// connection's username (e.g. `sensors/{username}/#`). Empty: no ACL.
     #[serde(default)]
     pub acl: Vec<String>,
+    /// TLS for the embedded broker's listener (PEM files, re-read on SIGHUP).
+    #[serde(default)]
+    pub tls: Option<super::file::TlsSection>,
     /// `mode = "external"`: the broker to consume from.
     #[serde(default)]
     pub external: Option<ExternalSection>,
@@ -117,6 +120,7 @@ impl Default for MqttSection {
             overflow_max_bytes: defaults::overflow_max_bytes(),
             users: BTreeMap::new(),
             acl: Vec::new(),
+            tls: None,
             external: None,
         }
     }

@@ -63,7 +63,7 @@ pub const REJECT_REASONS: [&str; 11] = [
     "queue_full",
 ];
 /// Why the MQTT front closed a device connection (`mqtt_rejected_total{reason}`).
-pub const MQTT_REJECT_REASONS: [&str; 9] = [
+pub const MQTT_REJECT_REASONS: [&str; 10] = [
     "auth",
     "acl",
     "oversize",
@@ -73,6 +73,7 @@ pub const MQTT_REJECT_REASONS: [&str; 9] = [
     "protocol",
     "connect_timeout",
     "connection_limit",
+    "tls_handshake",
 ];
 /// Why an acknowledged MQTT message went to the dead-letter file.
 pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [

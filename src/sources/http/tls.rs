@@ -71,12 +71,17 @@ impl CertStore {
 
     /// An acceptor whose handshakes use whatever certificate is current.
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
+        self.acceptor_for(&[b"http/1.1"])
+    }
+
+    /// Like [`CertStore::acceptor`] with other ALPN protocols (none: any client).
+    pub fn acceptor_for(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<TlsAcceptor, TlsError> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }

@@ -3,7 +3,8 @@
 //! internal loopback port.
 //!
 //! What the front adds to rumqttd: a connection limit (more are closed at
-//! accept), a CONNECT deadline, device credentials and the topic ACL,
+//! accept), TLS (rustls, the certificate re-read on SIGHUP), a CONNECT
+//! deadline, device credentials and the topic ACL,
 //! payload and topic checks on every PUBLISH (an offending packet is not
 //! forwarded, so it is never acknowledged: the connection is closed, the
 //! reason counted), QoS accounting, backpressure (no reads while the
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,6 @@ use super::packet::{self, PacketError, CONNECT, PUBLISH};
 const MAX_CONTROL_PACKET: usize = 64 * 1024;
 
 /// Everything a connection task needs.
-#[derive(Debug)]
 pub struct Front {
     pub internal: SocketAddr,
     pub auth: DeviceAuth,
@@ -43,6 +43,8 @@ pub struct Front {
     pub forwarded: Arc<AtomicU64>,
     pub metrics: MqttMetrics,
     pub connections: Arc<Semaphore>,
+    /// TLS on the device listener (`[mqtt.tls]`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Why a device connection was closed by the front (a metric label).
@@ -88,7 +90,21 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: Cancellat
                 let stop = shutdown.clone();
                 tracker.spawn(async move {
                     front.metrics.connections.increment(1.0);
-                    let result = connection(socket, &front, &stop).await;
+                    let _ = socket.set_nodelay(true);
+                    let result = match &front.tls {
+                        None => connection(socket, &front, &stop).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(
+                                front.connect_timeout,
+                                acceptor.accept(socket),
+                            )
+                            .await
+                            {
+                                Ok(Ok(tls)) => connection(tls, &front, &stop).await,
+                                _ => Err(Reject::Reason("tls_handshake")),
+                            }
+                        }
+                    };
                     front.metrics.connections.decrement(1.0);
                     drop(permit);
                     if let Err(Reject::Reason(reason)) = result {
@@ -109,12 +125,14 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: Cancellat
     tracker.wait().await;
 }
 
-async fn connection(
-    mut device: TcpStream,
+async fn connection<S>(
+    mut device: S,
     front: &Front,
     shutdown: &CancellationToken,
-) -> Result<(), Reject> {
-    let _ = device.set_nodelay(true);
+) -> Result<(), Reject>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let first = tokio::time::timeout(front.connect_timeout, read_connect(&mut device, &mut buf))
         .await
@@ -143,7 +161,7 @@ async fn connection(
     broker.write_all(&buf[..len]).await?;
     buf.advance(len);
     let (mut broker_rx, broker_tx) = broker.into_split();
-    let (device_rx, mut device_tx) = device.into_split();
+    let (device_rx, mut device_tx) = tokio::io::split(device);
     let username = connect.username;
     tokio::select! {
         _ = shutdown.cancelled() => Ok(()),
@@ -154,8 +172,8 @@ async fn connection(
 }
 
 /// Reads until the first packet is complete; it must be a 3.1.1 CONNECT.
-async fn read_connect(
-    device: &mut TcpStream,
+async fn read_connect<S: AsyncRead + Unpin>(
+    device: &mut S,
     buf: &mut BytesMut,
 ) -> Result<(packet::Connect, usize), Reject> {
     loop {
@@ -178,8 +196,8 @@ async fn read_connect(
 }
 
 /// Device → broker: forward whole checked packets; stop at the first bad one.
-async fn upstream(
-    mut device: tokio::net::tcp::OwnedReadHalf,
+async fn upstream<R: AsyncRead + Unpin>(
+    mut device: R,
     mut broker: tokio::net::tcp::OwnedWriteHalf,
     mut buf: BytesMut,
     front: &Front,

@@ -3,7 +3,7 @@
 //!
 //! Embedded mode (default):
 //! ```text
-//! devices ─► front (mqtt.listen: limits, login, ACL, QoS counts, backpressure)
+//! devices ─► front (mqtt.listen: TLS, limits, login, ACL, QoS counts, backpressure)
 //!         ─► rumqttd (own threads, internal loopback port, PUBACK on receipt)
 //!         ─► local link on `#` (own thread, never waits) ─► hand-off
 //!         ─► ingest task: topic → stream, JSON → events ─► router
@@ -40,6 +40,7 @@ use crate::config::file::MqttMode;
 use crate::config::ValidatedConfig;
 use crate::pipeline::router::Router;
 use crate::sink::dead_letter::DeadLetter;
+use crate::sources::http::tls::{reload_on_sighup, CertStore};
 
 use self::front::Front;
 use self::handoff::Handoff;
@@ -58,6 +59,8 @@ pub enum MqttError {
     },
     #[error("cannot start the MQTT link thread: {0}")]
     Thread(std::io::Error),
+    #[error("mqtt.tls: {0}")]
+    Tls(#[from] crate::sources::http::tls::TlsError),
 }
 
 /// A started MQTT source.
@@ -108,6 +111,16 @@ pub async fn start(
             }))
         }
         MqttMode::Embedded => {
+            // Certificates first: a bad file stops start-up before any port is bound.
+            let cert_store = match &m.tls {
+                Some(files) => Some(Arc::new(CertStore::load(files)?)),
+                None => None,
+            };
+            let tls = cert_store
+                .as_ref()
+                .map(|s| s.acceptor_for(&[]))
+                .transpose()?;
+            tokio::spawn(reload_on_sighup(cert_store, shutdown.clone()));
             let embedded = broker::start(m).await?;
             let listener = TcpListener::bind(m.listen)
                 .await
@@ -144,6 +157,7 @@ pub async fn start(
                 forwarded: forwarded.clone(),
                 metrics: metrics.clone(),
                 connections: Arc::new(Semaphore::new(m.max_connections.get())),
+                tls,
             });
             let lag = {
                 let (received, forwarded, gauge) = (
