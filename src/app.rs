@@ -181,6 +181,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
                 probe_doubling: r.probe_doubling,
                 hold: r.hold,
                 unprocessed_threshold: r.unprocessed_threshold,
+                capacity_poll: r.capacity_poll,
             };
             Arc::new(RateControl::new(
                 controller,

@@ -169,7 +169,7 @@ async fn every_metric_family_is_on_metrics_before_the_first_event() {
     let http = Http::default();
     let body = http.get(&format!("http://{}/metrics", gw.admin)).await.body;
     // (family, labels): each must have a series carrying all those labels.
-    let families: [(&str, &[&str]); 20] = [
+    let families: [(&str, &[&str]); 22] = [
         (
             "events_received_total",
             &["source=\"http\"", "stream=\"sensor\""],
@@ -213,6 +213,8 @@ async fn every_metric_family_is_on_metrics_before_the_first_event() {
             "rate_limit_wait_microseconds_total",
             &["table=\"IoTSensorData\""],
         ),
+        ("rate_ceiling_wcu", &["table=\"IoTSensorData\""]),
+        ("items_sent_total", &["table=\"IoTSensorData\""]),
         ("concurrency_limit", &["table=\"IoTSensorData\""]),
         ("requests_in_flight", &["table=\"IoTSensorData\""]),
         ("http_requests_total", &["class=\"5xx\""]),

@@ -1,18 +1,64 @@
 //! The gateway against a provisioned table that is too small for the load
-//! (dynamo-sim, in-process): DynamoDB throttles, the rate controller finds the
-//! table's capacity, and every acknowledged event is stored.
+//! (dynamo-sim, in-process): with DescribeTable's capacity as its ceiling the
+//! gateway writes at exactly that; without it (purely adaptive) DynamoDB
+//! throttles and the rate controller finds the capacity. Either way every
+//! acknowledged event is stored.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamo_sim::{KeyType, SimConfig, Simulator, TableSpec};
+use dynamo_sim::{CapacityConfig, KeyType, SimConfig, Simulator, TableSpec};
 use support::{count, dynamodb, metric, Gateway, Http};
+
+/// What the gateway showed while writing 4,000 events into a 400 WCU table.
+struct Seen {
+    throttled: f64,
+    rate: f64,
+    ceiling: f64,
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_table_gets_every_event_and_the_rate_converges_on_its_capacity() {
-    let sim = Arc::new(Simulator::new(SimConfig::default()).expect("sim"));
+    // No DescribeTable: the controller learns the capacity from throttling.
+    let seen = overload("[dynamodb.rate]\ncapacity_poll = \"0s\"\n").await;
+    assert!(
+        seen.throttled > 0.0,
+        "the table throttled the gateway (rate {}, ceiling {})",
+        seen.rate,
+        seen.ceiling
+    );
+    assert!(
+        (200.0..=800.0).contains(&seen.rate),
+        "rate limit {} WCU/s should be near the table's 400",
+        seen.rate
+    );
+    assert_eq!(seen.ceiling, 0.0, "no ceiling without the poll");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provisioned_capacity_from_describe_table_is_the_rate() {
+    let seen = overload("").await;
+    assert_eq!(seen.ceiling, 400.0, "DescribeTable's WriteCapacityUnits");
+    assert_eq!(seen.rate, 400.0, "the gateway writes at exactly that");
+}
+
+/// Runs the gateway (default config plus `extra_toml`) against a 400 WCU
+/// table with 4,000 events; checks every event is stored.
+async fn overload(extra_toml: &str) -> Seen {
+    // One second of burst: however long the gateway takes to start, the
+    // table cannot bank enough unused capacity to take the load unthrottled.
+    let sim = Arc::new(
+        Simulator::new(SimConfig {
+            capacity: CapacityConfig {
+                burst_seconds: 1.0,
+                ..CapacityConfig::default()
+            },
+            ..SimConfig::default()
+        })
+        .expect("sim"),
+    );
     sim.create_table(
         TableSpec::on_demand(
             "IoTSensorData",
@@ -36,7 +82,7 @@ async fn a_throttling_table_gets_every_event_and_the_rate_converges_on_its_capac
     let mut gw = Gateway::start(
         &endpoint,
         &[("shutdown_grace = \"30s\"", "shutdown_grace = \"60s\"")],
-        "",
+        extra_toml,
     );
     let http = Http::default();
     // 4,000 events as fast as possible: ten times what the table takes per second.
@@ -85,7 +131,6 @@ async fn a_throttling_table_gets_every_event_and_the_rate_converges_on_its_capac
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(throttled > 0.0, "the table throttled the gateway");
     let rate = metric(
         &http,
         gw.admin,
@@ -93,10 +138,13 @@ async fn a_throttling_table_gets_every_event_and_the_rate_converges_on_its_capac
         "IoTSensorData",
     )
     .await;
-    assert!(
-        (200.0..=800.0).contains(&rate),
-        "rate limit {rate} WCU/s should be near the table's 400"
-    );
+    let ceiling = metric(
+        &http,
+        gw.admin,
+        "dynamo_ingest_rate_ceiling_wcu",
+        "IoTSensorData",
+    )
+    .await;
 
     assert!(gw.shutdown().success(), "{}", gw.log());
     assert!(gw.dead_letters().is_empty());
@@ -108,4 +156,9 @@ async fn a_throttling_table_gets_every_event_and_the_rate_converges_on_its_capac
     );
     stop.cancel();
     server.await.expect("sim stops");
+    Seen {
+        throttled,
+        rate,
+        ceiling,
+    }
 }

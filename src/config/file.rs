@@ -75,6 +75,10 @@ pub struct RateSection {
     pub unprocessed_threshold: f64,
     #[serde(default = "defaults::partition_wcu")]
     pub partition_wcu: NonZeroU32,
+    /// How often DescribeTable is polled for the table's provisioned WCU,
+    /// the rate's ceiling ("0s": never, purely adaptive).
+    #[serde(with = "humantime_serde", default = "defaults::capacity_poll")]
+    pub capacity_poll: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -423,6 +427,7 @@ impl Default for RateSection {
             hold: defaults::hold(),
             unprocessed_threshold: 0.0,
             partition_wcu: defaults::partition_wcu(),
+            capacity_poll: defaults::capacity_poll(),
         }
     }
 }
@@ -532,6 +537,9 @@ mod defaults {
         Duration::from_secs(2)
     }
     pub fn plateau() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn capacity_poll() -> Duration {
         Duration::from_secs(1)
     }
     pub fn probe_doubling() -> Duration {

@@ -29,6 +29,8 @@ pub const RETRIES: &str = "dynamo_ingest_retries_total";
 pub const DEAD_LETTER_ITEMS: &str = "dynamo_ingest_dead_letter_items_total";
 pub const RATE_LIMIT_WCU: &str = "dynamo_ingest_rate_limit_wcu";
 pub const RATE_LIMIT_WAIT: &str = "dynamo_ingest_rate_limit_wait_microseconds_total";
+pub const RATE_CEILING_WCU: &str = "dynamo_ingest_rate_ceiling_wcu";
+pub const ITEMS_SENT: &str = "dynamo_ingest_items_sent_total";
 pub const WRITE_LATENCY: &str = "dynamo_ingest_write_latency_seconds";
 pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
 pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
@@ -177,6 +179,18 @@ pub fn describe() {
         RATE_LIMIT_WCU,
         "Current write rate limit in WCU/s (0 = unlimited)."
     );
+    describe_counter!(
+        RATE_LIMIT_WAIT,
+        "Time BatchWriteItem calls waited for WCU tokens, microseconds (summed over calls)."
+    );
+    describe_gauge!(
+        RATE_CEILING_WCU,
+        "The table's provisioned WCU as DescribeTable last reported it (0 = on-demand or unknown)."
+    );
+    describe_counter!(
+        ITEMS_SENT,
+        "Items sent in BatchWriteItem calls, re-sends included (unprocessed share = unprocessed_items_total / this)."
+    );
     describe_histogram!(WRITE_LATENCY, Unit::Seconds, "BatchWriteItem call latency.");
     describe_histogram!(
         END_TO_END_LATENCY,
@@ -305,6 +319,8 @@ pub struct TableMetrics {
     pub rate_limit: Gauge,
     pub concurrency_limit: Gauge,
     pub rate_wait: Counter,
+    pub rate_ceiling: Gauge,
+    pub items_sent: Counter,
     end_to_end: HashMap<Arc<str>, Histogram>,
 }
 
@@ -339,6 +355,8 @@ impl TableMetrics {
             rate_limit: gauge!(RATE_LIMIT_WCU, "table" => t()),
             concurrency_limit: gauge!(CONCURRENCY_LIMIT, "table" => t()),
             rate_wait: counter!(RATE_LIMIT_WAIT, "table" => t()),
+            rate_ceiling: gauge!(RATE_CEILING_WCU, "table" => t()),
+            items_sent: counter!(ITEMS_SENT, "table" => t()),
             end_to_end: streams
                 .iter()
                 .map(|s| {
@@ -358,6 +376,8 @@ impl TableMetrics {
         m.in_flight.set(0.0);
         m.rate_wait.increment(0);
         m.concurrency_limit.set(0.0);
+        m.rate_ceiling.set(0.0);
+        m.items_sent.increment(0);
         m
     }
 

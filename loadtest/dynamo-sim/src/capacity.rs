@@ -148,6 +148,21 @@ impl WriteCapacity {
         }
     }
 
+    /// The provisioned WCU in force at `now` as DescribeTable reports it:
+    /// the capacity schedule's current step when there is one (a step is
+    /// what an UpdateTable does on AWS, and it shows in DescribeTable the
+    /// same way), else the table's provisioned WCU. None for on-demand.
+    pub fn provisioned_wcu_at(&self, now: f64) -> Option<f64> {
+        match self.billing {
+            Billing::Provisioned { wcu } => Some(
+                self.schedule
+                    .as_ref()
+                    .map_or(wcu, |s| s.wcu_at(now - self.created_at)),
+            ),
+            Billing::OnDemand => None,
+        }
+    }
+
     /// Highest one-second admitted WCU seen (drives on-demand doubling).
     pub fn peak(&self) -> f64 {
         self.peak
@@ -390,6 +405,11 @@ mod tests {
         assert_eq!(cap.rate(1.0), 100.0);
         assert_eq!(admit_n(&mut cap, 500, |i| i as u64, 29.0), 100);
         assert_eq!(cap.rate(31.0), 10.0);
+        assert_eq!(
+            cap.provisioned_wcu_at(31.0),
+            Some(10.0),
+            "DescribeTable shows the step"
+        );
         assert_eq!(admit_n(&mut cap, 500, |i| i as u64, 40.0), 10);
     }
 

@@ -216,8 +216,9 @@ impl Table {
         Value::Object(m)
     }
 
-    /// DescribeTable's `Table` object.
-    pub fn describe(&self) -> Value {
+    /// DescribeTable's `Table` object as of `now` (simulator clock): the
+    /// provisioned WCU is the capacity in force then (schedule included).
+    pub fn describe(&self, now: f64) -> Value {
         let mut attrs = vec![json!({
             "AttributeName": self.schema.hash.0, "AttributeType": self.schema.hash.1.as_str()
         })];
@@ -227,7 +228,10 @@ impl Table {
             keys.push(json!({"AttributeName": n, "KeyType": "RANGE"}));
         }
         let (rcu, wcu) = match self.capacity.billing() {
-            Billing::Provisioned { wcu } => (self.rcu, wcu as u64),
+            Billing::Provisioned { wcu } => (
+                self.rcu,
+                self.capacity.provisioned_wcu_at(now).unwrap_or(wcu) as u64,
+            ),
             Billing::OnDemand => (0, 0),
         };
         let mut billing = json!({"BillingMode": self.billing_mode()});

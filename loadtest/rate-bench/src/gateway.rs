@@ -21,12 +21,12 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::{prom, Args, Ctx, WriterOutcome, TABLE};
+use crate::{device_of, device_prefix, prom, Args, Ctx, Scenario, WriterOutcome, TABLE};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// Writes the gateway's config into the output dir and returns its path.
-fn write_config(args: &Args) -> Result<std::path::PathBuf> {
+fn write_config(args: &Args, tag: &str) -> Result<std::path::PathBuf> {
     let text = std::fs::read_to_string(&args.gateway_config)
         .with_context(|| format!("reading {}", args.gateway_config.display()))?;
     let mut cfg: toml::Table = text.parse().context("parsing gateway config")?;
@@ -46,7 +46,7 @@ fn write_config(args: &Args) -> Result<std::path::PathBuf> {
     pipeline.insert("queue_max_bytes".into(), "4GiB".into());
     cfg.insert("pipeline".into(), pipeline.into());
     let mut dl = section(&mut cfg, "dead_letter")?;
-    let dl_path = std::path::absolute(args.out.join("gateway-dead-letter.ndjson"))?;
+    let dl_path = std::path::absolute(args.out.join(format!("{tag}-dead-letter.ndjson")))?;
     dl.insert("path".into(), dl_path.display().to_string().into());
     cfg.insert("dead_letter".into(), dl.into());
     // Only the stream under test (the others would create their tables).
@@ -56,7 +56,21 @@ fn write_config(args: &Args) -> Result<std::path::PathBuf> {
         return Err(anyhow!("the gateway config has no [streams.sensor]"));
     }
     cfg.insert("streams".into(), streams.into());
-    let path = args.out.join("gateway.toml");
+    if args.scenario == Scenario::HotPartition {
+        // The per-key limit matches the scaled-down partitions of the sim.
+        let mut dynamodb = section(&mut cfg, "dynamodb")?;
+        let mut rate = match dynamodb.remove("rate") {
+            Some(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        rate.insert(
+            "partition_wcu".into(),
+            toml::Value::Integer((args.wcu / 4).max(1) as i64),
+        );
+        dynamodb.insert("rate".into(), rate.into());
+        cfg.insert("dynamodb".into(), dynamodb.into());
+    }
+    let path = args.out.join(format!("{tag}.toml"));
     std::fs::write(&path, toml::to_string(&cfg)?)?;
     Ok(path)
 }
@@ -68,11 +82,12 @@ async fn get_text(client: &HttpClient, url: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-fn body_for(first: u64, n: u64, devices: u64, payload: &str) -> Bytes {
+fn body_for(first: u64, n: u64, args: &Args, prefix: char, payload: &str) -> Bytes {
     let mut s = String::with_capacity((n as usize) * (payload.len() + 48));
     for i in first..first + n {
-        s.push_str("{\"device_id\":\"D");
-        s.push_str(&(i % devices).to_string());
+        s.push_str("{\"device_id\":\"");
+        s.push(prefix);
+        s.push_str(&device_of(i, args.devices, args.scenario.hot_share()).to_string());
         s.push_str("\",\"payload\":\"");
         s.push_str(payload);
         s.push_str("\"}\n");
@@ -80,8 +95,15 @@ fn body_for(first: u64, n: u64, devices: u64, payload: &str) -> Bytes {
     Bytes::from(s)
 }
 
-/// Runs the gateway writer.
-pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
+/// Runs gateway instance `instance` of `instances`, with its share of the load.
+pub async fn run(
+    args: &Args,
+    ctx: &Ctx,
+    instance: usize,
+    instances: usize,
+) -> Result<WriterOutcome> {
+    let tag = format!("{}-gateway{}", args.scenario.name(), instance + 1);
+    let prefix = device_prefix(instance);
     let bin = &args.gateway_bin;
     if !bin.exists() {
         return Err(anyhow!(
@@ -89,8 +111,8 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
             bin.display()
         ));
     }
-    let config = write_config(args)?;
-    let log = std::fs::File::create(args.out.join("gateway.log"))?;
+    let config = write_config(args, &tag)?;
+    let log = std::fs::File::create(args.out.join(format!("{tag}.log")))?;
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&config)
@@ -166,7 +188,7 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
     let acked = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let n = args.events_per_request.max(1);
-    let rate = args.wcu as f64 * args.offer;
+    let rate = args.wcu as f64 * args.offer / instances.max(1) as f64;
     let period = Duration::from_secs_f64(n as f64 / rate);
     let end = Instant::now() + Duration::from_secs(args.seconds);
     let mut tick = tokio::time::interval(period);
@@ -175,7 +197,7 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
     let payload: Arc<str> = Arc::from(ctx.payload.as_str());
     while Instant::now() < end {
         tick.tick().await;
-        let body = body_for(first, n, args.devices.max(1), &payload);
+        let body = body_for(first, n, args, prefix, &payload);
         first += n;
         let (client, url, acked, rejected) = (
             client.clone(),
@@ -236,7 +258,7 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         drain_start.elapsed().as_secs_f64()
     ));
     let text = get_text(&client, &metrics_url).await.unwrap_or_default();
-    std::fs::write(args.out.join("gateway-metrics.txt"), &text)?;
+    std::fs::write(args.out.join(format!("{tag}-metrics.txt")), &text)?;
 
     // SIGTERM and wait for exit (it flushes whatever is left).
     let _ = std::process::Command::new("kill")
@@ -282,7 +304,7 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         batches("retriable"),
         prom::sum(&text, "dynamo_ingest_throttled_requests_total", &[])
     ));
-    let dl = Path::new(&args.out).join("gateway-dead-letter.ndjson");
+    let dl = Path::new(&args.out).join(format!("{tag}-dead-letter.ndjson"));
     if let Ok(m) = std::fs::metadata(&dl) {
         if m.len() > 0 {
             notes.push(format!("dead-letter file has {} bytes", m.len()));
@@ -297,6 +319,8 @@ pub async fn run(args: &Args, ctx: &Ctx) -> Result<WriterOutcome> {
         p50,
         p99,
         rate_limit,
+        latencies: Vec::new(),
+        metrics_text: text,
         notes,
     })
 }

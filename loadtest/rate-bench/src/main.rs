@@ -38,11 +38,70 @@ use serde_json::Value;
 pub const TABLE: &str = "IoTSensorData";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Scenario {
+pub enum Scenario {
     /// `--wcu` for the whole run.
     Steady,
     /// 2×wcu, then wcu/2 at 20 s, then 2×wcu at 40 s (from table creation).
     Step,
+    /// `--wcu` over 4 partitions of wcu/4 each (DynamoDB's 1,000-WCU
+    /// partition scaled down with the table), 20 % of events on one key.
+    HotPartition,
+    /// PAY_PER_REQUEST at its warm throughput `--wcu`, which is also its
+    /// maximum; DescribeTable shows no capacity, so writers adapt alone.
+    OnDemand,
+    /// `--wcu`, each writer run as two instances with half the load each.
+    TwoInstances,
+}
+
+impl Scenario {
+    /// The name used in commands and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Steady => "steady",
+            Scenario::Step => "step",
+            Scenario::HotPartition => "hot-partition",
+            Scenario::OnDemand => "on-demand",
+            Scenario::TwoInstances => "two-instances",
+        }
+    }
+
+    /// Share of the events on the hot key.
+    pub fn hot_share(self) -> f64 {
+        if self == Scenario::HotPartition {
+            0.2
+        } else {
+            0.0
+        }
+    }
+
+    /// Writer instances sharing the table.
+    fn instances(self) -> usize {
+        if self == Scenario::TwoInstances {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// Device number of the `i`-th event: one in `1/hot_share` events goes to
+/// device 0 (the hot key), the rest spread over the others.
+pub fn device_of(i: u64, devices: u64, hot_share: f64) -> u64 {
+    if hot_share > 0.0 {
+        let every = (1.0 / hot_share).round().max(1.0) as u64;
+        if i.is_multiple_of(every) {
+            return 0;
+        }
+        1 + i % devices.saturating_sub(1).max(1)
+    } else {
+        i % devices.max(1)
+    }
+}
+
+/// Device id prefix of writer instance `n` (instances write disjoint keys:
+/// two gateways each make sort keys unique only among their own events).
+pub fn device_prefix(instance: usize) -> char {
+    (b'D' + instance as u8) as char
 }
 
 #[derive(Debug, Parser)]
@@ -50,7 +109,7 @@ enum Scenario {
 pub struct Args {
     /// Capacity scenario.
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
-    scenario: Scenario,
+    pub scenario: Scenario,
     /// Writers under test, comma-separated: gateway, sdk-standard, sdk-adaptive.
     #[arg(
         long,
@@ -91,8 +150,10 @@ pub struct Args {
     /// Events per HTTP request to the gateway.
     #[arg(long, default_value_t = 100)]
     pub events_per_request: u64,
-    /// Gateway `pipeline.queue_max_items` (and the SDK writers' queue bound).
-    #[arg(long, default_value_t = 500_000)]
+    /// Gateway `pipeline.queue_max_items` (and the SDK writers' queue bound):
+    /// 20 s of the table's capacity, so the backlog drains in about 20 s and
+    /// the excess load is refused (503) rather than queued for minutes.
+    #[arg(long, default_value_t = 20_000)]
     pub queue_max_items: u64,
     /// Concurrent writer tasks of the SDK writers.
     #[arg(long, default_value_t = 8)]
@@ -121,6 +182,10 @@ pub struct WriterOutcome {
     pub p99: Option<f64>,
     /// Gateway's `dynamo_ingest_rate_limit_wcu` by absolute sim second.
     pub rate_limit: BTreeMap<i64, f64>,
+    /// Per-item end-to-end latencies (seconds), when measured per item.
+    pub latencies: Vec<f64>,
+    /// The gateway's final `/metrics` text.
+    pub metrics_text: String,
     /// Free text (errors, drain notes).
     pub notes: Vec<String>,
 }
@@ -170,7 +235,9 @@ fn check_item_size(payload: &str, devices: u64) -> Result<usize> {
 
 fn schedule_for(args: &Args) -> Option<String> {
     match args.scenario {
-        Scenario::Steady => None,
+        Scenario::Steady | Scenario::HotPartition | Scenario::OnDemand | Scenario::TwoInstances => {
+            None
+        }
         Scenario::Step => Some(format!(
             "{}, 20s:{}, 40s:{}",
             args.wcu * 2,
@@ -201,6 +268,7 @@ fn table_num(doc: &Value, key: &str) -> f64 {
 /// Result row of one writer.
 struct Row {
     writer: String,
+    non_hot_share: Option<f64>,
     utilization: f64,
     mean_wcu: f64,
     calls: u64,
@@ -220,6 +288,17 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         initial_burst_seconds: args.initial_burst_seconds,
         ..CapacityConfig::default()
     };
+    match args.scenario {
+        Scenario::HotPartition => {
+            capacity.partitions = Some(HOT_PARTITIONS);
+            capacity.partition_wcu = args.wcu as f64 / f64::from(HOT_PARTITIONS);
+        }
+        Scenario::OnDemand => {
+            capacity.on_demand_warm_wcu = args.wcu as f64;
+            capacity.on_demand_max_wcu = Some(args.wcu as f64);
+        }
+        _ => {}
+    }
     let schedule: Option<CapacitySchedule> = match schedule_for(args) {
         Some(s) => Some(s.parse().map_err(|e| anyhow!("schedule {s:?}: {e:?}"))?),
         None => None,
@@ -233,15 +312,18 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         .map_err(|e| anyhow!("simulator: {e:?}"))?,
     );
     let wcu0 = schedule.as_ref().map_or(args.wcu as f64, |s| s.wcu_at(0.0));
-    sim.create_table(
-        TableSpec::on_demand(
-            TABLE,
-            ("device_id", KeyType::S),
-            Some(("timestamp", KeyType::N)),
-        )
-        .provisioned(wcu0 as u64),
-    )
-    .map_err(|e| anyhow!("create_table: {e:?}"))?;
+    let spec = TableSpec::on_demand(
+        TABLE,
+        ("device_id", KeyType::S),
+        Some(("timestamp", KeyType::N)),
+    );
+    let spec = if args.scenario == Scenario::OnDemand {
+        spec
+    } else {
+        spec.provisioned(wcu0 as u64)
+    };
+    sim.create_table(spec)
+        .map_err(|e| anyhow!("create_table: {e:?}"))?;
     let t_create = sim.now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -286,12 +368,23 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
     });
 
     let t_start = sim.now();
-    let outcome = match writer {
-        "gateway" => gateway::run(args, &ctx).await,
-        "sdk-standard" => sdk::run(args, &ctx, false).await,
-        "sdk-adaptive" => sdk::run(args, &ctx, true).await,
-        other => Err(anyhow!("unknown writer {other:?}")),
-    };
+    // Hot-key items stored at the start and the end of the window.
+    let hot_counter = (args.scenario.hot_share() > 0.0).then(|| {
+        let sim = sim.clone();
+        // The same whole sim seconds as the utilization window below.
+        let from = (t_start.ceil() as i64 + args.skip as i64) as f64;
+        let to = (t_start + args.seconds as f64).floor();
+        tokio::spawn(async move {
+            let mut counts = Vec::new();
+            for at in [from, to] {
+                let wait = (at - sim.now()).max(0.0);
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                counts.push(count_key(&sim, &format!("{}0", device_prefix(0))));
+            }
+            counts
+        })
+    });
+    let outcome = run_instances(args, &ctx, writer).await;
     let _ = sampler_stop_tx.send(true);
     let (buckets, samples) = sampler.await?;
     let final_doc = sim.stats();
@@ -329,7 +422,7 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         );
         prev = s;
     }
-    let scen = format!("{:?}", args.scenario).to_lowercase();
+    let scen = args.scenario.name();
     std::fs::write(args.out.join(format!("{scen}-{writer}.csv")), csv)?;
 
     // Steady window: whole seconds within the load, after `skip`.
@@ -341,6 +434,28 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         available += cap_at(sec);
     }
     let n = (w_end - w_start + 1).max(1) as f64;
+    // Non-hot keys' WCU in the window over their share of it (their share
+    // of the offered events × the WCU available).
+    let non_hot_share = match hot_counter {
+        Some(task) => {
+            let counts = task.await?;
+            let (a, b) = (
+                counts.first().copied().flatten(),
+                counts.get(1).copied().flatten(),
+            );
+            // The window for hot counts is [skip, seconds) of the load; the
+            // admitted sum above covers the same whole seconds.
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let hot = b.saturating_sub(a) as f64;
+                    let share = 1.0 - args.scenario.hot_share();
+                    Some((admitted - hot) / (share * available.max(1.0)))
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
 
     // Time to come within 5 % of each new capacity after a step.
     let mut convergence = Vec::new();
@@ -379,19 +494,116 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
             "items not 1 WCU each: total_wcu {total_wcu} vs admitted_items {admitted_items}"
         ));
     }
+    let mut lat = outcome.latencies;
+    let (p50, p99) = if lat.is_empty() {
+        (outcome.p50, outcome.p99)
+    } else {
+        lat.sort_by(f64::total_cmp);
+        (quantile(&lat, 0.5), quantile(&lat, 0.99))
+    };
     Ok(Row {
         writer: writer.to_string(),
+        non_hot_share,
         utilization: admitted / available.max(1.0),
         mean_wcu: admitted / n,
         calls,
         throttled,
         throttled_share: throttled as f64 / calls.max(1) as f64,
-        p50: outcome.p50,
-        p99: outcome.p99,
+        p50,
+        p99,
         acked: outcome.acked,
         stored,
         rejected: outcome.rejected,
         convergence,
+        notes,
+    })
+}
+
+/// Partitions of the hot-partition scenario's table.
+const HOT_PARTITIONS: u32 = 4;
+
+/// Quantile `q` of sorted values (nearest rank).
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).copied()
+}
+
+/// Items stored under partition key `device` (Query, Select COUNT, all pages).
+fn count_key(sim: &Simulator, device: &str) -> Option<u64> {
+    let mut total = 0;
+    let mut start: Option<Value> = None;
+    loop {
+        let mut req = serde_json::json!({
+            "TableName": TABLE,
+            "KeyConditionExpression": "device_id = :d",
+            "ExpressionAttributeValues": {":d": {"S": device}},
+            "Select": "COUNT",
+        });
+        if let Some(k) = start.take() {
+            req["ExclusiveStartKey"] = k;
+        }
+        let out = sim.handle_value("DynamoDB_20120810.Query", req).ok()?;
+        total += out["Count"].as_u64()?;
+        match out.get("LastEvaluatedKey") {
+            Some(k) if !k.is_null() => start = Some(k.clone()),
+            _ => return Some(total),
+        }
+    }
+}
+
+/// Runs `writer` as the scenario's number of instances at once, each with
+/// its share of the load, and adds up what they measured.
+async fn run_instances(args: &Args, ctx: &Ctx, writer: &str) -> Result<WriterOutcome> {
+    let n = args.scenario.instances();
+    let one = |i: usize| async move {
+        match writer {
+            "gateway" => gateway::run(args, ctx, i, n).await,
+            "sdk-standard" => sdk::run(args, ctx, false, i, n).await,
+            "sdk-adaptive" => sdk::run(args, ctx, true, i, n).await,
+            other => Err(anyhow!("unknown writer {other:?}")),
+        }
+    };
+    if n == 1 {
+        return one(0).await;
+    }
+    let (a, b) = tokio::join!(one(0), one(1));
+    let (a, b) = (a?, b?);
+    let mut rate_limit = a.rate_limit.clone();
+    for (sec, v) in &b.rate_limit {
+        *rate_limit.entry(*sec).or_insert(0.0) += v;
+    }
+    // The gateways' end-to-end histograms, merged: their texts concatenated
+    // (the quantile sums buckets over every series).
+    let metrics_text = format!("{}\n{}", a.metrics_text, b.metrics_text);
+    let latency = "dynamo_ingest_end_to_end_latency_seconds";
+    let (p50, p99) = if writer == "gateway" {
+        (
+            prom::histogram_quantile(&metrics_text, latency, 0.5),
+            prom::histogram_quantile(&metrics_text, latency, 0.99),
+        )
+    } else {
+        (None, None)
+    };
+    let notes = a
+        .notes
+        .iter()
+        .map(|x| format!("instance 1: {x}"))
+        .chain(b.notes.iter().map(|x| format!("instance 2: {x}")))
+        .collect();
+    Ok(WriterOutcome {
+        acked: a.acked + b.acked,
+        rejected: a.rejected + b.rejected,
+        ok_calls: a.ok_calls + b.ok_calls,
+        partial_calls: a.partial_calls + b.partial_calls,
+        total_calls: a.total_calls.zip(b.total_calls).map(|(x, y)| x + y),
+        p50,
+        p99,
+        rate_limit,
+        latencies: a.latencies.into_iter().chain(b.latencies).collect(),
+        metrics_text,
         notes,
     })
 }
@@ -418,13 +630,20 @@ fn render(args: &Args, rows: &[Row]) -> String {
         args.seconds
     );
     let step = args.scenario == Scenario::Step;
+    let hot = args.scenario.hot_share() > 0.0;
     md.push_str("| writer | utilization | admitted WCU/s | calls | throttled calls | throttled share | e2e p50 | e2e p99 | acked | stored | lost | rejected |");
     if step {
         md.push_str(" within 5% after step |");
     }
+    if hot {
+        md.push_str(" non-hot keys' share |");
+    }
     md.push('\n');
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|");
     if step {
+        md.push_str("---|");
+    }
+    if hot {
         md.push_str("---|");
     }
     md.push('\n');
@@ -459,6 +678,14 @@ fn render(args: &Args, rows: &[Row]) -> String {
                 .collect();
             let _ = write!(md, " {} |", parts.join(", "));
         }
+        if hot {
+            let _ = write!(
+                md,
+                " {} |",
+                r.non_hot_share
+                    .map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0))
+            );
+        }
         md.push('\n');
     }
     for r in rows {
@@ -491,6 +718,7 @@ fn main() -> Result<()> {
                 eprintln!("rate-bench: {writer} failed: {e:#}");
                 rows.push(Row {
                     writer: writer.clone(),
+                    non_hot_share: None,
                     utilization: f64::NAN,
                     mean_wcu: f64::NAN,
                     calls: 0,
@@ -508,7 +736,7 @@ fn main() -> Result<()> {
         }
     }
     let md = render(&args, &rows);
-    let scen = format!("{:?}", args.scenario).to_lowercase();
+    let scen = args.scenario.name();
     std::fs::write(args.out.join(format!("{scen}-summary.md")), &md)?;
     println!("{md}");
     Ok(())

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
-use crate::{Args, Ctx, WriterOutcome, TABLE};
+use crate::{device_of, device_prefix, Args, Ctx, WriterOutcome, TABLE};
 
 /// One queued event: sequence number (sort key), device, enqueue time.
 struct Event {
@@ -36,16 +36,17 @@ struct Counters {
     written: AtomicU64,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(i).copied()
-}
-
-/// Runs one SDK writer for `args.seconds`, then lets it finish its batches.
-pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome> {
+/// Runs SDK writer instance `instance` of `instances` (its own client,
+/// queue and tasks, its share of the load) for `args.seconds`, then lets it
+/// finish its batches.
+pub async fn run(
+    args: &Args,
+    ctx: &Ctx,
+    adaptive: bool,
+    instance: usize,
+    instances: usize,
+) -> Result<WriterOutcome> {
+    let prefix = device_prefix(instance);
     let retry = if adaptive {
         RetryConfig::adaptive()
     } else {
@@ -68,7 +69,8 @@ pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome
     let payload = Arc::new(ctx.payload.clone());
 
     // Generator: every 10 ms, rate/100 events.
-    let per_tick = args.wcu as f64 * args.offer / 100.0;
+    let per_tick = args.wcu as f64 * args.offer / 100.0 / instances.max(1) as f64;
+    let hot_share = args.scenario.hot_share();
     let seconds = args.seconds;
     let devices = args.devices.max(1);
     let generator = tokio::spawn(async move {
@@ -82,7 +84,7 @@ pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome
                 owed -= 1.0;
                 let ev = Event {
                     seq,
-                    device: seq % devices,
+                    device: device_of(seq, devices, hot_share),
                     at: Instant::now(),
                 };
                 seq += 1;
@@ -129,7 +131,10 @@ pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome
                 for ev in &events {
                     pending_at.insert(ev.seq, ev.at);
                     let put = PutRequest::builder()
-                        .item("device_id", AttributeValue::S(format!("D{}", ev.device)))
+                        .item(
+                            "device_id",
+                            AttributeValue::S(format!("{prefix}{}", ev.device)),
+                        )
                         .item("timestamp", AttributeValue::N(ev.seq.to_string()))
                         .item("payload", AttributeValue::S(payload.as_str().to_owned()))
                         .build();
@@ -195,8 +200,7 @@ pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome
     }
     let left_in_queue = rx.lock().await.len() as u64;
 
-    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    lat.sort_by(f64::total_cmp);
+    let lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     let c = &counters;
     let mut notes = vec![format!(
         "offered {offered}, left unsent in the queue at the end {left_in_queue}, calls that failed after the SDK's retries {}",
@@ -211,9 +215,11 @@ pub async fn run(args: &Args, ctx: &Ctx, adaptive: bool) -> Result<WriterOutcome
         ok_calls: c.ok_calls.load(Ordering::Relaxed),
         partial_calls: c.partial_calls.load(Ordering::Relaxed),
         total_calls: None,
-        p50: quantile(&lat, 0.5),
-        p99: quantile(&lat, 0.99),
+        p50: None,
+        p99: None,
         rate_limit: Default::default(),
+        latencies: lat,
+        metrics_text: String::new(),
         notes,
     })
 }

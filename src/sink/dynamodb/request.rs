@@ -1,13 +1,15 @@
 //! BatchWriteItem requests from a batch, and the response mapped back to
 //! the batch's items (which ones DynamoDB left in UnprocessedItems, and how
-//! many WCUs it reports as consumed).
+//! many WCUs it reports as consumed), and DescribeTable's write capacity
+//! for the rate controller's ceiling.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
-use aws_sdk_dynamodb::types::{PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::types::{BillingMode, PutRequest, ReturnConsumedCapacity, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
+use super::rate::ceiling::{DescribeCapacity, DescribeError, TableCapacity};
 use super::retry::{classify, WriteError};
 use super::writer::{BatchWrite, WriteOutcome};
 use crate::config::TableSpec;
@@ -96,6 +98,45 @@ impl BatchWrite for SdkWriter {
         Ok(WriteOutcome {
             unprocessed: unprocessed_indexes(table, items, &output),
             consumed_wcu: consumed_wcu(&table.name, &output),
+        })
+    }
+}
+
+impl DescribeCapacity for SdkWriter {
+    async fn capacity(&self, table: &TableSpec) -> Result<TableCapacity, DescribeError> {
+        let output = self
+            .client
+            .describe_table()
+            .table_name(table.name.clone())
+            .send()
+            .await
+            .map_err(|e| DescribeError {
+                message: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        let Some(desc) = output.table() else {
+            return Err(DescribeError {
+                message: "no Table in the response".to_owned(),
+            });
+        };
+        let on_demand = desc
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .is_some_and(|m| *m == BillingMode::PayPerRequest);
+        // Counts, not floats, on the wire: i64 → f64 is exact for any real WCU.
+        #[allow(clippy::cast_precision_loss)]
+        Ok(if on_demand {
+            TableCapacity::OnDemand(
+                desc.on_demand_throughput()
+                    .and_then(|o| o.max_write_request_units())
+                    .filter(|m| *m > 0)
+                    .map(|m| m as f64),
+            )
+        } else {
+            TableCapacity::Provisioned(
+                desc.provisioned_throughput()
+                    .and_then(|p| p.write_capacity_units())
+                    .unwrap_or(0) as f64,
+            )
         })
     }
 }

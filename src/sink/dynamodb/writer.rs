@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::key_guard::KeysInFlight;
+use super::rate::ceiling::{self, DescribeCapacity};
 use super::rate::concurrency::{ConcurrencyConfig, ConcurrencyController};
 use super::rate::RateControl;
 use super::retry::{Backoff, WriteError};
@@ -84,8 +85,10 @@ impl<W> Ctx<W> {
 
 /// Runs until `batches` is closed and every batch is settled.
 /// `reachable` reflects whether DynamoDB answered the last call (for /readyz).
+/// With a rate control, the table's capacity is polled beside it (see
+/// [`ceiling`]) until the writer ends.
 #[allow(clippy::too_many_arguments)]
-pub async fn run<W: BatchWrite>(
+pub async fn run<W: BatchWrite + DescribeCapacity>(
     table: Arc<TableSpec>,
     mut batches: mpsc::Receiver<Batch>,
     writer: Arc<W>,
@@ -101,6 +104,18 @@ pub async fn run<W: BatchWrite>(
         Instant::now().into_std(),
     ));
     metrics.concurrency_limit.set(config.max_in_flight as f64);
+    let poll_stop = CancellationToken::new();
+    let _poll_guard = poll_stop.clone().drop_guard();
+    if let Some(rate) = rate.as_ref().filter(|r| !r.capacity_poll().is_zero()) {
+        tokio::spawn(ceiling::poll(
+            writer.clone(),
+            table.clone(),
+            rate.clone(),
+            metrics.clone(),
+            rate.capacity_poll(),
+            poll_stop.clone(),
+        ));
+    }
     let ctx = Arc::new(Ctx {
         table,
         writer,
@@ -198,6 +213,7 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
             if let Ok(mut c) = ctx.concurrency.lock() {
                 c.on_start(running);
             }
+            ctx.metrics.items_sent.increment(pending.len() as u64);
             let result = ctx.writer.write(&ctx.table, &pending).await;
             ctx.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
             let rtt = started.elapsed();
@@ -388,6 +404,15 @@ mod tests {
                 );
             }
             answer
+        }
+    }
+
+    impl DescribeCapacity for Scripted {
+        async fn capacity(
+            &self,
+            _table: &TableSpec,
+        ) -> Result<ceiling::TableCapacity, ceiling::DescribeError> {
+            Ok(ceiling::TableCapacity::OnDemand(None))
         }
     }
 

@@ -187,7 +187,7 @@ pub fn create_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
         rcu,
     })?;
     let t = sim.table(name)?;
-    let desc = lock(&t).describe();
+    let desc = lock(&t).describe(sim.now());
     Ok(json!({ "TableDescription": desc }))
 }
 
@@ -195,7 +195,7 @@ pub fn create_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
 pub fn describe_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     let name = table_name(body(req)?)?;
     let t = sim.table(name).map_err(|_| not_found(name))?;
-    let desc = lock(&t).describe();
+    let desc = lock(&t).describe(sim.now());
     Ok(json!({ "Table": desc }))
 }
 
@@ -203,7 +203,7 @@ pub fn describe_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
 pub fn delete_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     let name = table_name(body(req)?)?;
     let t = sim.remove_table(name).ok_or_else(|| not_found(name))?;
-    let mut desc = lock(&t).describe();
+    let mut desc = lock(&t).describe(sim.now());
     desc["TableStatus"] = json!("DELETING");
     Ok(json!({ "TableDescription": desc }))
 }
@@ -279,7 +279,7 @@ pub fn update_table(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     }
     table.capacity.set_billing(billing, now);
     table.rcu = rcu;
-    Ok(json!({ "TableDescription": table.describe() }))
+    Ok(json!({ "TableDescription": table.describe(now) }))
 }
 
 /// UpdateTimeToLive.

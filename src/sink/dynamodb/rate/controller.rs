@@ -14,9 +14,16 @@
 //!   flight) and are ignored.
 //! - Afterwards the rate climbs back to `w_max` along a cubic that is steep
 //!   at first and flat near `w_max` (reached after `recovery`), stays there
-//!   for `plateau`, then probes beyond it, doubling every `probe_doubling` —
-//!   so it sits at the real capacity most of the time and finds a raised
-//!   capacity within seconds.
+//!   for `plateau`, then probes beyond it along a convex cubic (slow at
+//!   first, twice `w_max` after `probe_doubling`) — so it sits at the real
+//!   capacity most of the time, overshoots a capacity that did not change
+//!   only by a little, and finds a raised capacity within seconds.
+//! - The table's provisioned WCU, when known (DescribeTable, see
+//!   [`RateController::set_ceiling`]), is a ceiling: without throttling the
+//!   rate is exactly the ceiling, and probing never goes above it. A new
+//!   ceiling value (the table was resized) starts afresh at it. Throttling
+//!   below the ceiling (other writers on the table, burst or account limits)
+//!   is still answered as above.
 //! - The rate never exceeds `max_wcu` (the table's `wcu_budget`) nor twice
 //!   what was admitted over the last second (plus `initial_wcu`), so an idle
 //!   or lightly loaded table does not accumulate a limit it never tested.
@@ -38,12 +45,14 @@ pub struct ControllerConfig {
     pub recovery: Duration,
     /// Time spent at the estimate before probing above it.
     pub plateau: Duration,
-    /// While probing, the rate doubles every this long.
+    /// While probing, the rate reaches twice the estimate after this long.
     pub probe_doubling: Duration,
     /// Signals within this time after a decrease are the same episode.
     pub hold: Duration,
     /// Share of a call's items returned unprocessed that counts as throttling.
     pub unprocessed_threshold: f64,
+    /// How often DescribeTable is polled for the ceiling (zero: never).
+    pub capacity_poll: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -54,10 +63,11 @@ impl Default for ControllerConfig {
             max_wcu: None,
             decrease_factor: 0.9,
             recovery: Duration::from_secs(2),
-            plateau: Duration::from_secs(1),
+            plateau: Duration::from_secs(5),
             probe_doubling: Duration::from_secs(1),
             hold: Duration::from_millis(500),
             unprocessed_threshold: 0.0,
+            capacity_poll: Duration::from_secs(1),
         }
     }
 }
@@ -139,6 +149,8 @@ pub struct RateController {
     epoch: Option<Instant>,
     /// Rate right after the last decrease.
     floor: f64,
+    /// The table's provisioned WCU (DescribeTable), if known.
+    ceiling: Option<f64>,
     throttles: u64,
 }
 
@@ -150,9 +162,48 @@ impl RateController {
             w_max: start,
             epoch: None,
             floor: start,
+            ceiling: None,
             throttles: 0,
             cfg,
         }
+    }
+
+    /// The most the rate may be: the budget and the provisioned ceiling.
+    fn cap(&self) -> f64 {
+        let budget = self.cfg.max_wcu.unwrap_or(f64::INFINITY);
+        self.ceiling.map_or(budget, |c| c.min(budget))
+    }
+
+    /// The table's provisioned WCU as DynamoDB describes it now; None for
+    /// an on-demand table or when unknown. A changed value is a resized
+    /// table: the rate starts afresh at the new ceiling (the episode's
+    /// estimate belonged to the old capacity). Returns whether it changed.
+    pub fn set_ceiling(&mut self, now: Instant, ceiling: Option<f64>) -> bool {
+        let ceiling = ceiling.filter(|c| c.is_finite() && *c > 0.0);
+        if ceiling == self.ceiling {
+            return false;
+        }
+        self.ceiling = ceiling;
+        if let Some(c) = ceiling {
+            let c = c.min(self.cfg.max_wcu.unwrap_or(f64::INFINITY));
+            if self.epoch.is_some() {
+                // Keep the episode's shape but not an estimate above the table.
+                self.w_max = self.w_max.min(c);
+                self.floor = self.floor.min(c);
+            }
+            if self
+                .epoch
+                .is_some_and(|e| now.saturating_duration_since(e) >= self.cfg.hold)
+            {
+                self.epoch = None;
+            }
+        }
+        true
+    }
+
+    /// The provisioned ceiling in force, if any.
+    pub fn ceiling(&self) -> Option<f64> {
+        self.ceiling
     }
 
     /// DynamoDB confirmed `wcu` capacity units.
@@ -198,7 +249,7 @@ impl RateController {
     /// The allowed rate in WCU/s at `now`.
     pub fn rate(&mut self, now: Instant) -> f64 {
         let grown = match self.epoch {
-            None => self.cfg.max_wcu.unwrap_or(f64::INFINITY),
+            None => self.cap(),
             Some(epoch) => {
                 let t = now.saturating_duration_since(epoch).as_secs_f64();
                 let k = self.cfg.recovery.as_secs_f64().max(1e-3);
@@ -209,16 +260,16 @@ impl RateController {
                 } else if t < plateau_end {
                     self.w_max
                 } else {
+                    // Convex: a capacity that did not change is overshot
+                    // only by a little before the next episode answers it.
                     let doubling = self.cfg.probe_doubling.as_secs_f64().max(1e-3);
-                    self.w_max * 2f64.powf((t - plateau_end) / doubling)
+                    self.w_max * (1.0 + ((t - plateau_end) / doubling).powi(3))
                 }
             }
         };
         // Do not grant much more than was recently used: growth must be earned.
         let earned = self.cfg.initial_wcu.max(2.0 * self.window.per_second(now));
-        let capped = grown
-            .min(earned)
-            .min(self.cfg.max_wcu.unwrap_or(f64::INFINITY));
+        let capped = grown.min(earned).min(self.cap());
         capped.max(self.cfg.min_wcu)
     }
 
@@ -311,24 +362,79 @@ mod tests {
         // Keep the window busy at the estimate so the growth cap does not bind.
         let mut t = now;
         let mut rates = Vec::new();
-        for _ in 0..5 {
-            t = feed(&mut c, t, 1.0, 1000.0);
+        // Seconds 0.5 .. 8.5 after the decrease.
+        for _ in 0..17 {
+            t = feed(&mut c, t, 0.5, 1000.0);
             rates.push(c.rate(t));
         }
         assert!(
-            (rates[0] - 987.5).abs() < 0.5,
+            (rates[1] - 987.5).abs() < 0.5,
             "steep, then flat: {rates:?}"
         );
         assert_eq!(
-            rates[1], 1000.0,
+            rates[3], 1000.0,
             "back at the estimate after `recovery`: {rates:?}"
         );
-        assert_eq!(rates[2], 1000.0, "plateau: {rates:?}");
-        assert_eq!(
-            rates[3], 2000.0,
-            "probing doubles, capped at 2x what was admitted: {rates:?}"
+        assert!(
+            rates[3..=13].iter().all(|r| *r == 1000.0),
+            "plateau of 5 s: {rates:?}"
         );
-        assert_eq!(rates[4], 2000.0, "{rates:?}");
+        assert!(
+            (rates[14] - 1125.0).abs() < 0.5,
+            "probing starts gently (convex): {rates:?}"
+        );
+        assert_eq!(
+            rates[15], 2000.0,
+            "twice the estimate after `probe_doubling`, capped at 2x admitted: {rates:?}"
+        );
+    }
+
+    #[test]
+    fn a_provisioned_ceiling_is_the_rate_and_probing_stops_there() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(cfg(), t0);
+        assert!(c.set_ceiling(t0, Some(1000.0)));
+        assert!(!c.set_ceiling(t0, Some(1000.0)), "unchanged");
+        let now = feed(&mut c, t0, 2.0, 1000.0);
+        assert_eq!(c.rate(now), 1000.0, "exactly the provisioned capacity");
+        // Another writer takes 400 of the table: we are throttled at 600.
+        let now = feed(&mut c, now, 1.0, 600.0);
+        assert!(
+            matches!(c.on_throttle(now), Reaction::Decreased(r) if (r - 540.0).abs() < 10.0),
+            "0.9 x the 600 admitted"
+        );
+        // Long after, probing has reached the ceiling and stays there.
+        let mut t = now;
+        for _ in 0..30 {
+            let r = c.rate(t);
+            assert!(r <= 1000.0, "never above the ceiling: {r}");
+            t = feed(&mut c, t, 0.5, r);
+        }
+        assert_eq!(c.rate(t), 1000.0);
+    }
+
+    #[test]
+    fn a_resized_table_starts_afresh_at_its_new_ceiling() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(cfg(), t0);
+        c.set_ceiling(t0, Some(2000.0));
+        let now = feed(&mut c, t0, 2.0, 2000.0);
+        assert_eq!(c.rate(now), 2000.0);
+        // UpdateTable to 500: the next poll says so; the rate follows at once.
+        assert!(c.set_ceiling(now, Some(500.0)));
+        assert_eq!(c.rate(now), 500.0);
+        // Throttled meanwhile (the poll came late): the episode stays under 500.
+        let now = feed(&mut c, now, 1.0, 500.0);
+        assert_eq!(c.on_throttle(now), Reaction::Decreased(450.0));
+        // Back to 2000: growth is earned, doubling what was admitted per second.
+        let mut now = feed(&mut c, now, 1.0, 500.0);
+        assert!(c.set_ceiling(now, Some(2000.0)));
+        assert_eq!(c.rate(now), 1000.0, "twice the last second's 500");
+        now = feed(&mut c, now, 1.0, 1000.0);
+        assert!(c.rate(now) >= 1950.0, "{}", c.rate(now));
+        // On-demand (no ceiling): purely adaptive again.
+        assert!(c.set_ceiling(now, None));
+        assert_eq!(c.ceiling(), None);
     }
 
     #[test]
@@ -357,10 +463,11 @@ mod tests {
         // Capacity drops to 500: admitted falls, throttles arrive.
         now = feed(&mut c, now, 1.0, 500.0);
         assert!(matches!(c.on_throttle(now), Reaction::Decreased(r) if (r - 450.0).abs() < 20.0));
-        // Capacity returns to 2000: within 5 s the rate is back within 5%
+        // Capacity returns to 2000, unknown to the controller (no ceiling):
+        // it finds it after recovery, plateau and one probe, within 9 s
         // (the table admits whatever the controller sends, up to 2000).
         let mut t = now;
-        for _ in 0..5 {
+        for _ in 0..9 {
             let r = c.rate(t).min(2000.0);
             t = feed(&mut c, t, 1.0, r);
         }

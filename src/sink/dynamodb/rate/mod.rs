@@ -4,8 +4,10 @@
 //! rate, and a keyed bucket holds each partition key to DynamoDB's 1,000
 //! WCU/s per partition so one hot key waits while the others flow.
 //! [`RateControl`] joins them for the writer: hold back items of hot keys,
-//! charge a call before it is sent, report what DynamoDB said after.
+//! charge a call before it is sent, report what DynamoDB said after. The
+//! [`ceiling`] poll tells the controller the table's provisioned capacity.
 
+pub mod ceiling;
 pub mod concurrency;
 pub mod controller;
 pub mod limiter;
@@ -34,6 +36,7 @@ pub struct RateControl {
     rate_gauge: Gauge,
     waited: Counter,
     table: String,
+    capacity_poll: Duration,
 }
 
 impl RateControl {
@@ -46,6 +49,7 @@ impl RateControl {
         waited: Counter,
     ) -> Self {
         let now = Instant::now();
+        let capacity_poll = config.capacity_poll;
         let control = Self {
             controller: Mutex::new(RateController::new(config, now)),
             limiter: WcuLimiter::new(),
@@ -54,6 +58,7 @@ impl RateControl {
             rate_gauge,
             waited,
             table: table.to_owned(),
+            capacity_poll,
         };
         control.update(now);
         control
@@ -68,6 +73,31 @@ impl RateControl {
         self.limiter.set_rate(rate);
         self.rate_gauge.set(rate);
         rate
+    }
+
+    /// How often to poll the table's capacity (zero: never).
+    pub fn capacity_poll(&self) -> Duration {
+        self.capacity_poll
+    }
+
+    /// The table's provisioned capacity (None: on-demand or unknown);
+    /// returns whether it changed.
+    pub fn set_ceiling(&self, ceiling: Option<f64>) -> bool {
+        let now = Instant::now();
+        let changed = self
+            .controller
+            .lock()
+            .map(|mut c| c.set_ceiling(now, ceiling))
+            .unwrap_or(false);
+        if changed {
+            self.update(now);
+        }
+        changed
+    }
+
+    /// The ceiling in force.
+    pub fn ceiling(&self) -> Option<f64> {
+        self.controller.lock().ok().and_then(|c| c.ceiling())
     }
 
     /// Splits `items` into those whose partition key has capacity now and
