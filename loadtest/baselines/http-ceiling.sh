@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Single-event HTTP, side by side in one run: wrk against the bare hyper
+# server (the ceiling) and against the gateway's /upload_data with
+# ack=queued, same body, same connections, alternating, RUNS times. The
+# gateway writes into dynamo-sim --unlimited. Reports requests/s answered
+# 2xx, requests/s refused (503 when the queue is full), gateway CPU per
+# accepted event (utime+stime from /proc, load phase only) and RSS.
+#
+# Usage: loadtest/baselines/http-ceiling.sh [DURATION_SECONDS=10] [RUNS=3] [CONNECTIONS=32] [THREADS=2]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${1:-10}
+RUNS=${2:-3}
+CONNS=${3:-32}
+THREADS=${4:-2}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+for b in dynamo-ingest dynamo-sim bare-hyper; do [ -x "target/release/$b" ] || NEED=1; done
+[ -z "${NEED:-}" ] || cargo build --release -p dynamo-ingest -p dynamo-sim -p bare-hyper
+WORK=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+wait_line() { for _ in $(seq 1 300); do grep -q "$2" "$1" && return 0; sleep 0.1; done; echo "no '$2' in $1"; exit 1; }
+
+target/release/bare-hyper 127.0.0.1:0 > "$WORK/hyper.out" 2>&1 &
+HYPER_PID=$!; PIDS+=($HYPER_PID)
+target/release/dynamo-sim --listen 127.0.0.1:0 --unlimited > "$WORK/sim.out" 2>&1 &
+PIDS+=($!)
+wait_line "$WORK/hyper.out" listening; wait_line "$WORK/sim.out" listening
+HYPER=$(grep -o 'http://[0-9.:]*' "$WORK/hyper.out" | head -1)
+SIM=$(grep -o 'http://[0-9.:]*' "$WORK/sim.out" | head -1)
+sed -e 's/"127.0.0.1:8080"/"127.0.0.1:0"/' -e 's/"127.0.0.1:9464"/"127.0.0.1:0"/' \
+    -e "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/dead-letter.ndjson\"|" config/default.toml > "$WORK/gw.toml"
+RUST_LOG=warn target/release/dynamo-ingest --config "$WORK/gw.toml" --dynamodb-endpoint "$SIM" > "$WORK/gw.out" 2> "$WORK/gw.err" &
+GW=$!; PIDS+=($GW)
+wait_line "$WORK/gw.out" "dynamo-ingest ready"
+HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/gw.out")
+ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/gw.out")
+TICK=$(getconf CLK_TCK)
+cat > "$WORK/single.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"device_id":"ceiling-D001","temperature":30.5,"humidity":67}'
+LUA
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+queue() { curl -s "http://$ADMIN/metrics" | awk '$1 ~ /^dynamo_ingest_queue_depth/ {s+=$2} END {printf "%d", s}'; }
+phase() { # name url pid
+  local c0 c1 out reqs non2xx ok
+  c0=$(cpu "$3")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$WORK/single.lua" "$2")
+  c1=$(cpu "$3")
+  reqs=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}'); non2xx=${non2xx:-0}
+  awk -v n="$1" -v r="$reqs" -v x="$non2xx" -v d="$DURATION" -v c=$((c1 - c0)) -v t="$TICK" -v m="$(rss "$3")" \
+    'BEGIN { ok = r - x/d; printf "%-8s 2xx/s %9.0f  refused/s %8.0f  server CPU %5.2f s  %5.2f us/accepted  RSS %s MiB\n", n, ok, x/d, c/t, (ok>0 ? c/t/(ok*d)*1e6 : 0), m }'
+}
+for run in $(seq 1 "$RUNS"); do
+  echo "run $run (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
+  phase hyper "$HYPER/upload_data" "$HYPER_PID"
+  phase gateway "http://$HTTP/upload_data?ack=queued" "$GW"
+  # Let the gateway drain its queue before the next run (bounded: 120 s).
+  for _ in $(seq 1 600); do [ "$(queue)" = "0" ] && break; sleep 0.2; done
+done
