@@ -57,7 +57,10 @@ pub async fn run(spec: &LoadSpec, live: &Live) -> anyhow::Result<Summary> {
         let mut opts = MqttOptions::new(format!("{run_id}-dev{d}"), host.clone(), port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, eventloop) = AsyncClient::new(opts, 256);
+        // A short request queue: in closed loop the in-flight window (100 by
+        // default) is the load, not a deep client-side backlog that only adds
+        // queueing latency.
+        let (client, eventloop) = AsyncClient::new(opts, 10);
         let (ready_tx, ready_rx) = oneshot::channel();
         let pending = Arc::new(Mutex::new(VecDeque::new()));
         let dead = Arc::new(AtomicBool::new(false));

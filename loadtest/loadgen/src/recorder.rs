@@ -59,7 +59,7 @@ impl Live {
     pub fn take_window(&self) -> Option<(u64, u64)> {
         let mut w = self.inner.window.lock().ok()?;
         let h = w.take()?;
-        (h.len() > 0).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)))
+        (!h.is_empty()).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)))
     }
 
     fn add_window(&self, h: &Histogram<u64>) {
@@ -139,7 +139,7 @@ impl Recorder {
 
     /// Hands the pending latency window to [`Live`].
     pub fn flush_window(&mut self) {
-        if self.window.len() > 0 {
+        if !self.window.is_empty() {
             self.live.add_window(&self.window);
             self.window.reset();
         }

@@ -61,7 +61,7 @@ impl Summary {
     /// Builds the summary from the merged recorder.
     pub fn new(spec: &LoadSpec, run_id: &str, rec: Recorder, elapsed: Duration) -> Self {
         let h = &rec.latency;
-        let latency_us = (h.len() > 0).then(|| Latency {
+        let latency_us = (!h.is_empty()).then(|| Latency {
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),
             p99: h.value_at_quantile(0.99),
