@@ -204,11 +204,60 @@ mod tests {
         })
     }
 
+    /// JSON number text within DynamoDB's limits (at most 38 digits,
+    /// magnitude between 1e-130 and 1e126): sign, integer and fraction
+    /// parts, optional exponent in either case and with an explicit sign.
+    fn arb_number_text() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            "0|[1-9][0-9]{0,18}",
+            proptest::option::of("[0-9]{1,19}"),
+            proptest::option::of((
+                prop_oneof![Just("e"), Just("E")],
+                prop_oneof![Just(""), Just("+"), Just("-")],
+                0u32..90,
+            )),
+        )
+            .prop_map(|(neg, int, frac, exp)| {
+                let mut t = String::new();
+                if neg {
+                    t.push('-');
+                }
+                t.push_str(&int);
+                if let Some(f) = frac {
+                    t.push('.');
+                    t.push_str(&f);
+                }
+                if let Some((e, sign, n)) = exp {
+                    t.push_str(&format!("{e}{sign}{n}"));
+                }
+                t
+            })
+    }
+
     proptest! {
         #[test]
         fn json_round_trips_exactly(v in arb_json()) {
             let attr = from_json(v.clone(), 0).expect("in limits");
             prop_assert_eq!(to_plain_json(&attr), v);
+        }
+
+        /// Numbers are carried as decimal text, never through a float: the
+        /// attribute holds exactly the client's value (its very text unless
+        /// it has an exponent, which serde_json spells `e+N`), and converts
+        /// back to the same JSON number.
+        #[test]
+        fn numbers_keep_their_exact_value_both_ways(text in arb_number_text()) {
+            let attr = from_json(json(&text), 0).expect("in limits");
+            let AttributeValue::N(n) = &attr else {
+                return Err(TestCaseError::fail(format!("{attr:?} is not a number")));
+            };
+            let canonical = |t: &str| number::normalize(t).map(|v| v.canonical());
+            prop_assert_eq!(canonical(n), canonical(&text));
+            if !text.contains(['e', 'E']) {
+                prop_assert_eq!(n, &text);
+            }
+            prop_assert_eq!(to_plain_json(&attr), json(&text));
         }
     }
 }
