@@ -162,14 +162,12 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Outco
     let out = opts.out.canonicalize()?;
     let (mut sim, endpoint) = harness::start_sim(&opts.sim_bin, &scenario.sim_args(), &out).await?;
     let config = harness::gateway_config(&opts.base_config, &scenario.gateway, &endpoint, &out)?;
-    let mqtt_listen = match scenario.load.mode {
-        Mode::Mqtt => Some(format!("127.0.0.1:{}", harness::free_port()?)),
-        Mode::Http => None,
-    };
+    // Always an ephemeral MQTT port: runs (and tests) never collide on 1883;
+    // the gateway's ready line says which port it got.
     let mut gateway = match harness::start_gateway(
         &opts.gateway_bin,
         &config,
-        mqtt_listen.as_deref(),
+        Some("127.0.0.1:0"),
         &out,
     )
     .await
@@ -189,11 +187,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Outco
     let mut spec = scenario.load.clone();
     spec.target = match scenario.load.mode {
         Mode::Http => gateway.field("dynamo-ingest", "http")?,
-        Mode::Mqtt => gateway
-            .field("dynamo-ingest", "mqtt")
-            .ok()
-            .or(mqtt_listen)
-            .unwrap_or_default(),
+        Mode::Mqtt => gateway.field("dynamo-ingest", "mqtt")?,
     };
     spec.verify = true;
     spec.dynamodb_endpoint = Some(endpoint.clone());
