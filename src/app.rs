@@ -2,14 +2,15 @@
 //!
 //! Start-up: TLS certificate (if any) → metrics recorder → admin listener
 //! → DynamoDB client and table bootstrap → per table: queue, batcher,
-//! writer → router → MQTT source and HTTP listener → the readiness line on
-//! stdout.
+//! writer → spool (recovery) → router → spool replay → MQTT source and HTTP
+//! listener → the readiness line on stdout.
 //!
 //! Shutdown (SIGTERM/SIGINT), an ordered cascade bounded by
 //! `shutdown_grace`: stop accepting and let open requests finish, drain the
 //! MQTT link into the pipeline → the router's last handle drops, closing the queues → batchers flush at end of
 //! stream → writers drain. At the deadline `abort` fires and whatever is
 //! still unwritten goes to the dead-letter file. Nothing acknowledged is lost.
+//! Last, the spool deletes its fully released segments.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::pipeline::batcher::{self, BatcherConfig};
 use crate::pipeline::clock::SortClock;
 use crate::pipeline::queue;
 use crate::pipeline::router::Router;
+use crate::pipeline::spool::{replay, Spool, SpoolOptions};
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::dynamodb::bootstrap::{self, BootstrapError};
 use crate::sink::dynamodb::client;
@@ -40,7 +42,7 @@ use crate::sources::http::tls::{self, CertStore, TlsError};
 use crate::sources::http::{self as http_source, HttpState, ListenerConfig};
 use crate::sources::mqtt::{self as mqtt_source, MqttError, Running};
 use crate::telemetry::admin::{self, Health};
-use crate::telemetry::metrics::TableMetrics;
+use crate::telemetry::metrics::{SpoolMetrics, TableMetrics};
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,11 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    #[error("cannot open the spool in {path}: {source}")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -205,8 +212,33 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         queues.insert(table.name.clone(), Arc::new(tx));
         clocks.insert(table.name.clone(), Arc::new(SortClock::new()));
     }
-    let router = Arc::new(Router::new(&config.streams, &queues, &clocks));
+    let spool_metrics = SpoolMetrics::register();
+    let mut router = Router::new(&config.streams, &queues, &clocks);
     drop(queues);
+    let sp = &config.file.spool;
+    let (spool, recovered) = if sp.enabled {
+        let options = SpoolOptions {
+            path: sp.path.clone(),
+            max_bytes: sp.max_bytes.as_u64(),
+            segment_bytes: sp.segment_bytes.as_u64(),
+        };
+        let (spool, recovered) =
+            Spool::open(&options, spool_metrics).map_err(|source| AppError::Spool {
+                path: sp.path.clone(),
+                source,
+            })?;
+        router = router.with_spool(spool.clone());
+        (Some(spool), recovered)
+    } else {
+        (None, Vec::new())
+    };
+    let router = Arc::new(router);
+    if let Some(spool) = &spool {
+        let replayed = replay::replay(&router, recovered, spool.metrics(), &shutdown).await;
+        if replayed > 0 {
+            tracing::info!(records = replayed, "spool: replayed into the queues");
+        }
+    }
     let mqtt = mqtt_source::start(
         &config,
         router.clone(),
@@ -284,6 +316,9 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             let _ = done.await;
         }
         while lanes.join_next().await.is_some() {}
+    }
+    if let Some(spool) = spool {
+        spool.close();
     }
     admin_stop.cancel();
     tracing::info!("shutdown complete");

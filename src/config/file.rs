@@ -15,6 +15,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 pub use super::mqtt::{ExternalSection, MqttMode, MqttSection};
+pub use super::spool::SpoolSection;
 
 /// Root of the TOML file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -34,6 +35,8 @@ pub struct FileConfig {
     pub dead_letter: DeadLetterSection,
     #[serde(default)]
     pub mqtt: MqttSection,
+    #[serde(default)]
+    pub spool: SpoolSection,
     #[serde(default)]
     pub streams: BTreeMap<String, StreamSection>,
     /// Per-table settings, keyed by DynamoDB table name.
@@ -334,6 +337,8 @@ pub enum AckLevel {
     /// In the bounded in-memory queue.
     #[default]
     Queued,
+    /// Fsynced to the disk spool (`[spool]`); survives kill -9.
+    Spooled,
     /// DynamoDB confirmed every item of the request.
     Written,
 }

@@ -7,6 +7,7 @@
 pub mod file;
 pub mod mqtt;
 mod mqtt_check;
+pub mod spool;
 pub use mqtt_check::SHA256_PREFIX;
 mod validate;
 

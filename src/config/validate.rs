@@ -108,6 +108,7 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
     let mut tables: BTreeMap<String, Arc<TableSpec>> = BTreeMap::new();
     let mut http_paths: BTreeMap<String, String> = BTreeMap::new();
     let mut topics: Vec<(PathTemplate, String)> = Vec::new();
+    check_spool(&file)?;
     for (name, section) in &file.streams {
         let spec = stream(name, section)?;
         if let Some(topic) = &spec.mqtt_topic {
@@ -418,6 +419,30 @@ fn stream(name: &str, s: &StreamSection) -> Result<StreamSpec, ConfigError> {
         mqtt_topic,
         attribute_types: s.attribute_types.clone(),
     })
+}
+
+/// `[spool]` sizes, and no stream asks for `spooled` without a spool.
+fn check_spool(file: &FileConfig) -> Result<(), ConfigError> {
+    let s = &file.spool;
+    if s.segment_bytes.as_u64() < 4096 || s.segment_bytes > s.max_bytes {
+        return Err(err(
+            "spool.segment_bytes",
+            "must be at least 4 KiB and at most spool.max_bytes",
+        ));
+    }
+    if !s.enabled {
+        if let Some((name, _)) = file
+            .streams
+            .iter()
+            .find(|(_, st)| st.ack == super::AckLevel::Spooled)
+        {
+            return Err(err(
+                format!("streams.{name}.ack"),
+                "`spooled` needs the disk spool: set [spool] enabled = true",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {

@@ -1,11 +1,15 @@
 //! `ack=written`: a request waits until DynamoDB confirmed every one of its
 //! items (or they were dead-lettered). One [`Ack`] per request, shared by
-//! its items; the writer settles each item exactly once.
+//! its items; the writer settles each item exactly once. A spooled request's
+//! `Ack` also carries its spool record's release [`Ticket`], settled when
+//! the last item is.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+
+use super::spool::ticket::Ticket;
 
 /// Completion state of one request's items.
 #[derive(Debug)]
@@ -14,6 +18,7 @@ pub struct Ack {
     failed: AtomicUsize,
     first_failure: Mutex<Option<String>>,
     done: Notify,
+    release: Option<Arc<Ticket>>,
 }
 
 /// What happened to a request's items once all are settled.
@@ -33,6 +38,15 @@ impl Ack {
             failed: AtomicUsize::new(0),
             first_failure: Mutex::new(None),
             done: Notify::new(),
+            release: None,
+        }
+    }
+
+    /// An ack whose completion also releases a spool record.
+    pub fn spooled(items: usize, ticket: Arc<Ticket>) -> Self {
+        Self {
+            release: Some(ticket),
+            ..Self::new(items)
         }
     }
 
@@ -52,6 +66,9 @@ impl Ack {
 
     fn settle(&self) {
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(ticket) = &self.release {
+                ticket.settle();
+            }
             self.done.notify_one();
         }
     }
@@ -74,7 +91,6 @@ impl Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn completes_when_every_item_is_settled() {

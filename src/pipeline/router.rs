@@ -5,7 +5,10 @@
 //! checked first (the first bad one rejects the request, naming its
 //! position); then sort keys and TTL are assigned and the whole set is
 //! admitted to the queue or refused as a whole (503). Only after that does
-//! the source acknowledge.
+//! the source acknowledge. A `spooled` request is also encoded as one spool
+//! record: its bytes are admitted before the queue push (a full spool
+//! refuses the request whole), and the record is handed to the spool's
+//! appender right after it; the source answers once it is fsynced.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,10 @@ use serde_json::Value;
 use super::ack::Ack;
 use super::clock::SortClock;
 use super::queue::{QueueFull, QueueSender};
-use crate::config::StreamSpec;
+use super::spool::codec::{self, Decoded};
+use super::spool::ticket::Ticket;
+use super::spool::{self, AppendWait, Spool};
+use crate::config::{AckLevel, StreamSpec};
 use crate::event::map::{self, MapError};
 use crate::event::size::{self, MAX_ITEM_BYTES};
 use crate::event::Item;
@@ -34,6 +40,19 @@ pub enum IngestError {
     TooManyEvents(usize),
     #[error("the queue for this stream is full")]
     QueueFull,
+    #[error("the disk spool is full")]
+    SpoolFull,
+    #[error("ack=spooled needs the disk spool, which is off ([spool] enabled = false)")]
+    SpoolDisabled,
+}
+
+/// Why a recovered spool record could not be replayed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("its stream is no longer configured")]
+    UnknownStream,
+    #[error("the queue is full")]
+    QueueFull,
 }
 
 /// A request the pipeline took.
@@ -42,6 +61,9 @@ pub struct Accepted {
     pub count: usize,
     /// Present when the request asked for `ack=written`.
     pub ack: Option<Arc<Ack>>,
+    /// Present when the request asked for `ack=spooled`: completes once its
+    /// record is fsynced.
+    pub spooled: Option<AppendWait>,
 }
 
 /// One stream's route.
@@ -51,6 +73,7 @@ pub struct StreamRoute {
     queue: Arc<QueueSender>,
     clock: Arc<SortClock>,
     pub metrics: StreamMetrics,
+    spool: Option<Spool>,
 }
 
 /// All streams, by name. Dropping the last clone closes the queues.
@@ -74,11 +97,51 @@ impl Router {
                     queue: queues.get(&s.table.name)?.clone(),
                     clock: clocks.get(&s.table.name)?.clone(),
                     metrics: StreamMetrics::register(&s.name),
+                    spool: None,
                 };
                 Some((s.name.clone(), route))
             })
             .collect();
         Self { streams }
+    }
+
+    /// Spools `spooled` requests into `spool`.
+    pub fn with_spool(mut self, spool: Spool) -> Self {
+        for route in self.streams.values_mut() {
+            route.spool = Some(spool.clone());
+        }
+        self
+    }
+
+    /// Whether `ack=spooled` is available.
+    pub fn has_spool(&self) -> bool {
+        self.streams.values().any(|r| r.spool.is_some())
+    }
+
+    /// Puts a recovered spool record's items back into its stream's queue.
+    pub fn replay(&self, record: &Decoded, ticket: Arc<Ticket>) -> Result<(), ReplayError> {
+        let route = self
+            .streams
+            .get(record.stream.as_str())
+            .ok_or(ReplayError::UnknownStream)?;
+        let ack = Arc::new(Ack::spooled(record.items.len(), ticket));
+        let now = Instant::now();
+        let items = record
+            .items
+            .iter()
+            .map(|(key, attrs)| Item {
+                size: size::item_size(attrs) as u32,
+                attrs: attrs.clone(),
+                key: key.clone(),
+                stream: route.spec.name.clone(),
+                received: now,
+                acks: vec![ack.clone()],
+            })
+            .collect();
+        route
+            .queue
+            .try_push(items)
+            .map_err(|QueueFull| ReplayError::QueueFull)
     }
 
     pub fn stream(&self, name: &str) -> Option<&StreamRoute> {
@@ -95,10 +158,10 @@ impl Router {
         stream: &str,
         events: Vec<Value>,
         context: &[(String, String)],
-        wait_written: bool,
+        ack_level: AckLevel,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
-        self.ingest_inner(stream, events, context, wait_written, source, false)
+        self.ingest_inner(stream, events, context, ack_level, source, false)
     }
 
     /// Like [`Router::ingest`] for a message the source holds until the
@@ -109,10 +172,10 @@ impl Router {
         stream: &str,
         events: Vec<Value>,
         context: &[(String, String)],
-        wait_written: bool,
+        ack_level: AckLevel,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
-        self.ingest_inner(stream, events, context, wait_written, source, true)
+        self.ingest_inner(stream, events, context, ack_level, source, true)
     }
 
     fn ingest_inner(
@@ -120,7 +183,7 @@ impl Router {
         stream: &str,
         events: Vec<Value>,
         context: &[(String, String)],
-        wait_written: bool,
+        ack_level: AckLevel,
         source: &'static str,
         held: bool,
     ) -> Result<Accepted, IngestError> {
@@ -128,14 +191,15 @@ impl Router {
             .streams
             .get(stream)
             .ok_or_else(|| IngestError::UnknownStream(stream.to_owned()))?;
-        let result = route.ingest(events, context, wait_written);
+        let result = route.ingest(events, context, ack_level);
         if let Err(e) = &result {
             let (reason, n) = match e {
                 IngestError::Invalid { error, .. } => (error.reason(), 1),
                 // A held message (MQTT) is retried, not rejected.
-                IngestError::QueueFull if held => return result,
+                IngestError::QueueFull | IngestError::SpoolFull if held => return result,
                 IngestError::QueueFull | IngestError::TooManyEvents(_) => ("queue_full", 1),
-                IngestError::UnknownStream(_) => return result,
+                IngestError::SpoolFull => ("spool_full", 1),
+                IngestError::UnknownStream(_) | IngestError::SpoolDisabled => return result,
             };
             StreamMetrics::rejected(stream, source, reason, n);
         } else if let Ok(a) = &result {
@@ -150,14 +214,23 @@ impl StreamRoute {
         &self,
         events: Vec<Value>,
         context: &[(String, String)],
-        wait_written: bool,
+        ack_level: AckLevel,
     ) -> Result<Accepted, IngestError> {
         let count = events.len();
         if count > self.queue.capacity_items() {
             return Err(IngestError::TooManyEvents(count));
         }
         let now = Instant::now();
-        let ack = wait_written.then(|| Arc::new(Ack::new(count)));
+        let spool = match (ack_level, &self.spool) {
+            (AckLevel::Spooled, None) => return Err(IngestError::SpoolDisabled),
+            (AckLevel::Spooled, Some(spool)) if count > 0 => Some(spool),
+            _ => None,
+        };
+        let ticket = spool.map(|s| s.ticket());
+        let ack = match &ticket {
+            Some(t) => Some(Arc::new(Ack::spooled(count, t.clone()))),
+            None => (ack_level == AckLevel::Written).then(|| Arc::new(Ack::new(count))),
+        };
         let ttl_value = self.spec.ttl.map(|ttl| {
             let now_s = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -204,9 +277,27 @@ impl StreamRoute {
                 acks: ack.iter().cloned().collect(),
             });
         }
+        let record = match (spool, ticket) {
+            (Some(spool), Some(ticket)) => {
+                let payload = codec::encode(spool::ledger::now_ms(), &self.spec.name, &items);
+                let reservation = spool
+                    .reserve(payload.len())
+                    .map_err(|_| IngestError::SpoolFull)?;
+                Some((spool, reservation, payload, ticket))
+            }
+            _ => None,
+        };
         self.queue
             .try_push(items)
             .map_err(|QueueFull| IngestError::QueueFull)?;
-        Ok(Accepted { count, ack })
+        let spooled = record.map(|(spool, reservation, payload, ticket)| {
+            spool.submit(reservation, payload, ticket)
+        });
+        let ack = ack.filter(|_| ack_level == AckLevel::Written);
+        Ok(Accepted {
+            count,
+            ack,
+            spooled,
+        })
     }
 }

@@ -48,10 +48,22 @@ pub const MQTT_HANDOFF_BYTES: &str = "dynamo_ingest_mqtt_handoff_bytes";
 pub const MQTT_PAUSED: &str = "dynamo_ingest_mqtt_connections_paused";
 pub const MQTT_DEAD_LETTERS: &str = "dynamo_ingest_mqtt_dead_letters_total";
 
+pub const SPOOL_BYTES: &str = "dynamo_ingest_spool_bytes";
+pub const SPOOL_RECORDS: &str = "dynamo_ingest_spool_records";
+pub const SPOOL_OLDEST_AGE: &str = "dynamo_ingest_spool_oldest_record_age_seconds";
+pub const SPOOL_FSYNC: &str = "dynamo_ingest_spool_fsync_seconds";
+pub const SPOOL_APPENDED: &str = "dynamo_ingest_spool_appended_bytes_total";
+pub const SPOOL_REPLAYED: &str = "dynamo_ingest_spool_replayed_records_total";
+pub const SPOOL_DAMAGED: &str = "dynamo_ingest_spool_damaged_records_total";
+pub const SPOOL_FULL: &str = "dynamo_ingest_spool_full_total";
+/// What recovery found wrong with a record (`spool_damaged_records_total{kind}`):
+/// a bad checksum skipped alone, or a torn/unparsable tail cut off.
+pub const SPOOL_DAMAGE_KINDS: [&str; 2] = ["corrupted", "torn_tail"];
+
 /// Sources of events (the `source` label).
 pub const SOURCES: [&str; 2] = ["http", "mqtt"];
 /// Reasons an event is rejected before it is acknowledged.
-pub const REJECT_REASONS: [&str; 11] = [
+pub const REJECT_REASONS: [&str; 12] = [
     "malformed",
     "not_an_object",
     "missing_key",
@@ -63,6 +75,7 @@ pub const REJECT_REASONS: [&str; 11] = [
     "body_too_large",
     "unsupported_media_type",
     "queue_full",
+    "spool_full",
 ];
 /// Why the MQTT front closed a device connection (`mqtt_rejected_total{reason}`).
 pub const MQTT_REJECT_REASONS: [&str; 10] = [
@@ -404,5 +417,84 @@ impl TableMetrics {
 
     pub fn dead_lettered(&self, reason: &'static str, n: u64) {
         counter!(DEAD_LETTER_ITEMS, "table" => self.table.clone(), "reason" => reason).increment(n);
+    }
+}
+
+/// Handles of the disk spool (registered at zero even when it is off).
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    pub bytes: Gauge,
+    pub records: Gauge,
+    pub oldest_age: Gauge,
+    pub fsync: Histogram,
+    pub appended_bytes: Counter,
+    pub replayed: Counter,
+    pub full: Counter,
+    pub corrupted: Counter,
+    pub torn_tail: Counter,
+}
+
+impl SpoolMetrics {
+    pub fn register() -> Self {
+        describe_gauge!(
+            SPOOL_BYTES,
+            Unit::Bytes,
+            "Disk bytes of the spool's segment files."
+        );
+        describe_gauge!(
+            SPOOL_RECORDS,
+            "Spool records not yet released (written or dead-lettered)."
+        );
+        describe_gauge!(
+            SPOOL_OLDEST_AGE,
+            Unit::Seconds,
+            "Age of the oldest segment holding an unreleased record."
+        );
+        describe_histogram!(
+            SPOOL_FSYNC,
+            Unit::Seconds,
+            "Spool fsync latency (one per group of appends)."
+        );
+        describe_counter!(
+            SPOOL_APPENDED,
+            Unit::Bytes,
+            "Bytes appended to the spool (frames)."
+        );
+        describe_counter!(
+            SPOOL_REPLAYED,
+            "Spool records replayed into the queues at start-up."
+        );
+        describe_counter!(
+            SPOOL_DAMAGED,
+            "Spool records found damaged at start-up, by kind."
+        );
+        describe_counter!(
+            SPOOL_FULL,
+            "Appends refused because the spool was at max_bytes."
+        );
+        let m = Self {
+            bytes: gauge!(SPOOL_BYTES),
+            records: gauge!(SPOOL_RECORDS),
+            oldest_age: gauge!(SPOOL_OLDEST_AGE),
+            fsync: histogram!(SPOOL_FSYNC),
+            appended_bytes: counter!(SPOOL_APPENDED),
+            replayed: counter!(SPOOL_REPLAYED),
+            full: counter!(SPOOL_FULL),
+            corrupted: counter!(SPOOL_DAMAGED, "kind" => SPOOL_DAMAGE_KINDS[0]),
+            torn_tail: counter!(SPOOL_DAMAGED, "kind" => SPOOL_DAMAGE_KINDS[1]),
+        };
+        m.bytes.set(0.0);
+        m.records.set(0.0);
+        m.oldest_age.set(0.0);
+        for c in [
+            &m.appended_bytes,
+            &m.replayed,
+            &m.full,
+            &m.corrupted,
+            &m.torn_tail,
+        ] {
+            c.increment(0);
+        }
+        m
     }
 }

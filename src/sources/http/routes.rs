@@ -4,7 +4,7 @@
 //! Routes: `POST /v1/streams/{stream}/events` (JSON object, array or
 //! NDJSON → 202 `{"accepted": N}`), each stream's optional `http_path`
 //! template, and the seed document's three routes with the seed's own
-//! response bodies. `?ack=queued|written` chooses when to answer; other
+//! response bodies. `?ack=queued|spooled|written` chooses when to answer; other
 //! query parameters fill event fields the body lacks.
 
 // ApiError is built once per refused request; boxing it would only add an allocation.
@@ -27,6 +27,7 @@ use super::response::{accepted, raw_json, ApiError};
 use super::HttpState;
 use crate::config::AckLevel;
 use crate::pipeline::router::IngestError;
+use crate::pipeline::spool::SpoolError;
 use crate::telemetry::metrics::StreamMetrics;
 
 /// The seed document's example apps.
@@ -103,11 +104,20 @@ async fn route_and_ingest(
         None => stream_route.spec.ack,
         Some("queued") => AckLevel::Queued,
         Some("written") => AckLevel::Written,
+        Some("spooled") if state.router.has_spool() => AckLevel::Spooled,
+        Some("spooled") => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "spool_disabled",
+                "ack=spooled needs the disk spool, which is off on this gateway ([spool] enabled = false)",
+            )
+            .with_field(Some("ack".into())))
+        }
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_ack",
-                format!("ack must be `queued` or `written`, not `{other}`"),
+                format!("ack must be `queued`, `spooled` or `written`, not `{other}`"),
             )
             .with_field(Some("ack".into())))
         }
@@ -171,8 +181,13 @@ async fn route_and_ingest(
     };
     let accepted_req = state
         .router
-        .ingest(&stream, events, &context, ack == AckLevel::Written, "http")
+        .ingest(&stream, events, &context, ack, "http")
         .map_err(|e| ingest_error(e, &positions, state.retry_after_secs))?;
+    if let Some(wait) = accepted_req.spooled {
+        wait.wait()
+            .await
+            .map_err(|e| spool_error(e, state.retry_after_secs))?;
+    }
 
     let written = match &accepted_req.ack {
         None => None,
@@ -503,8 +518,35 @@ fn decode_error(e: DecodeError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_line(e.line())
 }
 
+/// The record could not be made durable. Its events are already queued and
+/// will most likely still be written; the sender is told they are not safe.
+fn spool_error(e: SpoolError, retry_after: u64) -> ApiError {
+    let mut api = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "spool_unavailable",
+        format!("the events could not be fsynced to the spool ({e}); retry later (a retry may duplicate server-timestamped events)"),
+    );
+    api.retry_after = Some(retry_after);
+    api
+}
+
 fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiError {
     match e {
+        IngestError::SpoolFull => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "spool_full",
+                "the gateway's disk spool is at spool.max_bytes (DynamoDB is slower than the arrivals); retry later",
+            );
+            e.retry_after = Some(retry_after);
+            e
+        }
+        IngestError::SpoolDisabled => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "spool_disabled",
+            "ack=spooled needs the disk spool, which is off on this gateway ([spool] enabled = false)",
+        )
+        .with_field(Some("ack".into())),
         IngestError::UnknownStream(s) => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_stream",

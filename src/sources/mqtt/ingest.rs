@@ -5,7 +5,10 @@
 //! segments fill key attributes); its payload is one JSON event or an array
 //! of them, accepted or refused as a whole. The broker has already
 //! acknowledged the message (embedded) or will once it is queued (external),
-//! so a full queue never drops it: the message is held and offered again.
+//! so a full queue (or a full spool) never drops it: the message is held and
+//! offered again. With `[spool] enabled`, embedded-broker messages are
+//! spooled (not waited for: the append completes on its own, milliseconds
+//! later).
 //! Messages that can never become items are counted and written to the
 //! dead-letter file with the reason.
 
@@ -15,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::StreamSpec;
+use crate::config::{AckLevel, StreamSpec};
 use crate::event::template::PathTemplate;
 use crate::pipeline::ack::Ack;
 use crate::pipeline::router::{IngestError, Router};
@@ -118,12 +121,21 @@ impl MqttIngest {
                     .await;
             }
         };
+        // With the spool on, every message is spooled: rumqttd PUBACKed it
+        // on receipt, so the disk is what lets it survive a crash.
+        let ack_level = if wait_written {
+            AckLevel::Written
+        } else if self.router.has_spool() {
+            AckLevel::Spooled
+        } else {
+            AckLevel::Queued
+        };
         match self
             .router
-            .offer(stream, events, &context, wait_written, "mqtt")
+            .offer(stream, events, &context, ack_level, "mqtt")
         {
             Ok(a) => Outcome::Accepted(a.ack.map(|ack| (ack, a.count))),
-            Err(IngestError::QueueFull) => Outcome::Full,
+            Err(IngestError::QueueFull | IngestError::SpoolFull) => Outcome::Full,
             Err(e @ IngestError::TooManyEvents(_)) => {
                 self.dead_letter(
                     &topic_text,
