@@ -15,10 +15,13 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY loadtest/dynamo-sim/Cargo.toml loadtest/dynamo-sim/Cargo.toml
 COPY loadtest/rate-bench/Cargo.toml loadtest/rate-bench/Cargo.toml
+COPY loadtest/loadgen/Cargo.toml loadtest/loadgen/Cargo.toml
+COPY loadtest/baselines/bare-hyper/Cargo.toml loadtest/baselines/bare-hyper/Cargo.toml
 
 # Stub targets: the ones the manifests name explicitly ([[bench]],
 # [[example]]) must exist for the workspace to load.
 RUN mkdir -p src benches loadtest/dynamo-sim/src loadtest/dynamo-sim/examples loadtest/rate-bench/src \
+    loadtest/loadgen/src loadtest/baselines/bare-hyper/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/hot_paths.rs \
@@ -26,6 +29,9 @@ RUN mkdir -p src benches loadtest/dynamo-sim/src loadtest/dynamo-sim/examples lo
  && echo 'fn main() {}' > loadtest/dynamo-sim/src/main.rs \
  && echo 'fn main() {}' > loadtest/dynamo-sim/examples/blast.rs \
  && echo 'fn main() {}' > loadtest/rate-bench/src/main.rs \
+ && touch loadtest/loadgen/src/lib.rs \
+ && echo 'fn main() {}' > loadtest/loadgen/src/main.rs \
+ && echo 'fn main() {}' > loadtest/baselines/bare-hyper/src/main.rs \
  && cargo build --release --locked -p dynamo-ingest \
  && rm -rf src benches loadtest
 
@@ -35,6 +41,8 @@ COPY benches benches
 COPY config config
 COPY loadtest/dynamo-sim loadtest/dynamo-sim
 COPY loadtest/rate-bench loadtest/rate-bench
+COPY loadtest/loadgen loadtest/loadgen
+COPY loadtest/baselines/bare-hyper loadtest/baselines/bare-hyper
 # COPY keeps the files' modification times, which can be older than the
 # stubs' build: touch them so cargo rebuilds the workspace crates.
 RUN find src benches loadtest -name '*.rs' -exec touch {} + \
