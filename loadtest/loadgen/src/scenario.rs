@@ -164,25 +164,19 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Outco
     let config = harness::gateway_config(&opts.base_config, &scenario.gateway, &endpoint, &out)?;
     // Always an ephemeral MQTT port: runs (and tests) never collide on 1883;
     // the gateway's ready line says which port it got.
-    let mut gateway = match harness::start_gateway(
-        &opts.gateway_bin,
-        &config,
-        Some("127.0.0.1:0"),
-        &out,
-    )
-    .await
-    {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = sim.stop().await;
-            let log = std::fs::read_to_string(out.join("gateway.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            anyhow::bail!(
-                "{e}\ngateway log tail:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    };
+    let mut gateway =
+        match harness::start_gateway(&opts.gateway_bin, &config, Some("127.0.0.1:0"), &out).await {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = sim.stop().await;
+                let log = std::fs::read_to_string(out.join("gateway.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                anyhow::bail!(
+                    "{e}\ngateway log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        };
     let admin = gateway.field("dynamo-ingest", "admin")?;
     let mut spec = scenario.load.clone();
     spec.target = match scenario.load.mode {

@@ -114,12 +114,15 @@ distribution = "zipf"
             std::fs::read_to_string(run.report.path().join("report").join(chart)).expect(chart);
         assert!(svg.contains("<svg"), "{chart}");
     }
-    // The gateway's own metric agrees with the read-back.
+    // The gateway's own metric was sampled while it wrote: the last
+    // per-second sample can precede the final writes (exactness is the
+    // read-back above), but it never exceeds what was acknowledged.
     let last = s["samples"]
         .as_array()
         .and_then(|a| a.last())
         .expect("samples");
-    assert_eq!(last["gw_written"], 3000.0, "{last:#}");
+    let written = last["gw_written"].as_f64().unwrap_or(-1.0);
+    assert!(written > 0.0 && written <= 3000.0, "{last:#}");
 }
 
 #[test]
