@@ -76,10 +76,7 @@ impl DeadLetter {
     /// `payload_base64`.
     pub async fn write_raw(&self, raw: RawDeadLetter) -> std::io::Result<()> {
         use base64::Engine as _;
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let time = now_ms();
         let mut line = json!({
             "time_ms": time,
             "source": raw.source,
@@ -97,9 +94,24 @@ impl DeadLetter {
         }
         let mut buf = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
         buf.push(b'\n');
+        let written = self.append(buf).await;
+        match &written {
+            Ok(()) => {
+                tracing::warn!(source = raw.source, topic = %raw.topic, reason = raw.reason, message = %raw.message, "message dead-lettered")
+            }
+            Err(e) => {
+                tracing::error!(source = raw.source, topic = %raw.topic, error = %e, "CANNOT WRITE DEAD-LETTER FILE: message lost")
+            }
+        }
+        written
+    }
+
+    /// Appends NDJSON lines and fsyncs them, off the async threads; one
+    /// writer at a time so lines never interleave.
+    async fn append(&self, buf: Vec<u8>) -> std::io::Result<()> {
         let path = self.path.clone();
         let lock = self.lock.clone();
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let _guard = lock
                 .lock()
                 .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
@@ -111,16 +123,7 @@ impl DeadLetter {
             f.sync_data()
         })
         .await
-        .map_err(std::io::Error::other)?;
-        match &written {
-            Ok(()) => {
-                tracing::warn!(source = raw.source, topic = %raw.topic, reason = raw.reason, message = %raw.message, "message dead-lettered")
-            }
-            Err(e) => {
-                tracing::error!(source = raw.source, topic = %raw.topic, error = %e, "CANNOT WRITE DEAD-LETTER FILE: message lost")
-            }
-        }
-        written
+        .map_err(|e| std::io::Error::other(format!("dead-letter task failed: {e}")))?
     }
 
     /// Writes `items` with their reason, then settles their acks as failed.
@@ -134,10 +137,7 @@ impl DeadLetter {
         if items.is_empty() {
             return;
         }
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let time = now_ms();
         let mut buf = Vec::with_capacity(items.len() * 256);
         for item in &items {
             let line = json!({
@@ -152,29 +152,12 @@ impl DeadLetter {
             let _ = serde_json::to_writer(&mut buf, &line);
             buf.push(b'\n');
         }
-        let path = self.path.clone();
-        let lock = self.lock.clone();
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let _guard = lock
-                .lock()
-                .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&*path)?;
-            f.write_all(&buf)?;
-            f.sync_data()
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {
+        match self.append(buf).await {
+            Ok(()) => {
                 tracing::warn!(table = %metrics.table, reason = reason.label(), items = items.len(), %message, path = %self.path.display(), "items dead-lettered")
             }
-            Ok(Err(e)) => {
-                tracing::error!(table = %metrics.table, items = items.len(), error = %e, path = %self.path.display(), "CANNOT WRITE DEAD-LETTER FILE: items lost")
-            }
             Err(e) => {
-                tracing::error!(table = %metrics.table, items = items.len(), error = %e, "dead-letter task failed: items lost")
+                tracing::error!(table = %metrics.table, items = items.len(), error = %e, path = %self.path.display(), "CANNOT WRITE DEAD-LETTER FILE: items lost")
             }
         }
         metrics.dead_lettered(reason.label(), items.len() as u64);
@@ -185,4 +168,12 @@ impl DeadLetter {
             }
         }
     }
+}
+
+/// Wall-clock epoch milliseconds for the `time_ms` field.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
