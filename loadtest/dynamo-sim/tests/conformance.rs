@@ -72,7 +72,12 @@ async fn create(c: &Client, name: &str, sk_type: Option<ScalarAttributeType>, wc
         None => req.billing_mode(BillingMode::PayPerRequest),
     };
     req.send().await.expect("create table");
-    // dynalite flips CREATING -> ACTIVE on its next tick; poll (bounded) for it.
+    wait_active(c, name).await;
+}
+
+/// dynalite flips CREATING/UPDATING -> ACTIVE on a later tick (as DynamoDB
+/// does, asynchronously); poll DescribeTable (bounded) until it is ACTIVE.
+async fn wait_active(c: &Client, name: &str) {
     for _ in 0..500 {
         let d = c
             .describe_table()
@@ -663,6 +668,7 @@ async fn items_tables_and_capacity_reporting_match_dynalite() {
             .send()
             .await
             .expect("update");
+        wait_active(c, "Prov").await;
         let d = c
             .describe_table()
             .table_name("Prov")
