@@ -170,6 +170,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         }
         let writer_config = WriterConfig {
             max_in_flight: d.max_in_flight.get(),
+            max_parked_items: d.max_parked_items,
             backoff: Backoff {
                 base: d.retry.base_delay,
                 max: d.retry.max_delay,

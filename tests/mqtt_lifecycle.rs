@@ -243,3 +243,63 @@ async fn devices_connect_over_tls_with_a_test_ca() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// DynamoDB gone, a queue of 10 items and a 2 s grace: at the deadline,
+/// every acknowledged message is in the dead-letter file exactly once,
+/// either as an item (it had reached the queue) or raw (it was still held
+/// between the broker and the queue), and the gateway exits promptly (the
+/// raw ones are written in batches, not one fsync per message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_shutdown_deadline_held_messages_are_dead_lettered_once_each() {
+    let mut db = Dynalite::start();
+    let mut gw = Gateway::start(
+        &db.endpoint,
+        &[
+            ("queue_max_items = 100000", "queue_max_items = 10"),
+            ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),
+        ],
+        "",
+    );
+    let addr = gw.mqtt.expect("embedded broker listens");
+    db.stop();
+    let total = 2_000;
+    let messages = (0..total)
+        .map(|i| {
+            (
+                format!("sensors/S{}/telemetry", i % 20),
+                format!(r#"{{"timestamp": {i}, "v": {i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    publish_all(
+        options(addr, "doomed"),
+        messages,
+        QoS::AtLeastOnce,
+        Duration::from_secs(60),
+    )
+    .await;
+    gw.terminate();
+    let status = gw.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let lines = gw.dead_letters();
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut raw, mut items) = (0, 0);
+    for l in &lines {
+        assert_eq!(l["reason"], "shutdown_deadline", "{l}");
+        let v = if let Some(p) = l["payload"].as_str() {
+            raw += 1;
+            assert_eq!(l["source"], "mqtt", "{l}");
+            let p: serde_json::Value = serde_json::from_str(p).expect("payload is the JSON sent");
+            p["v"].as_u64().expect("v")
+        } else {
+            items += 1;
+            l["item"]["v"]["N"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .expect("typed item with v")
+        };
+        assert!(seen.insert(v), "message {v} dead-lettered twice");
+    }
+    assert_eq!(seen.len(), total, "raw {raw} + items {items}");
+    assert!(raw > 0, "most messages were still held: {items} items");
+}

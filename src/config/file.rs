@@ -233,6 +233,8 @@ pub struct DynamoDbSection {
     pub create_tables: bool,
     #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: NonZeroUsize,
+    #[serde(default = "defaults::max_parked_items")]
+    pub max_parked_items: usize,
     #[serde(with = "humantime_serde", default = "defaults::request_timeout")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde", default = "defaults::startup_timeout")]
@@ -401,6 +403,7 @@ impl Default for DynamoDbSection {
             endpoint: None,
             create_tables: true,
             max_in_flight: defaults::max_in_flight(),
+            max_parked_items: defaults::max_parked_items(),
             request_timeout: defaults::request_timeout(),
             startup_timeout: defaults::startup_timeout(),
             retry: RetrySection::default(),
@@ -507,6 +510,9 @@ mod defaults {
     }
     pub fn max_in_flight() -> NonZeroUsize {
         NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn max_parked_items() -> usize {
+        10_000
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(10)

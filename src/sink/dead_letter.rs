@@ -57,6 +57,31 @@ pub struct DeadLetter {
     lock: Arc<Mutex<()>>,
 }
 
+/// One dead-letter line of a source message: the payload as text when it
+/// is UTF-8, else as `payload_base64`.
+fn raw_line(raw: &RawDeadLetter, time: u64) -> std::io::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let mut line = json!({
+
+        "time_ms": time,
+        "source": raw.source,
+        "topic": raw.topic,
+        "stream": raw.stream,
+        "reason": raw.reason,
+        "message": raw.message,
+    });
+    match std::str::from_utf8(&raw.payload) {
+        Ok(text) => line["payload"] = json!(text),
+        Err(_) => {
+            line["payload_base64"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(&raw.payload))
+        }
+    }
+    let mut buf = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
+    buf.push(b'\n');
+    Ok(buf)
+}
+
 impl DeadLetter {
     pub fn new(path: PathBuf) -> Self {
         Self {
@@ -75,25 +100,7 @@ impl DeadLetter {
     /// "message", "payload"}`, the payload as text when it is UTF-8, else as
     /// `payload_base64`.
     pub async fn write_raw(&self, raw: RawDeadLetter) -> std::io::Result<()> {
-        use base64::Engine as _;
-        let time = now_ms();
-        let mut line = json!({
-            "time_ms": time,
-            "source": raw.source,
-            "topic": raw.topic,
-            "stream": raw.stream,
-            "reason": raw.reason,
-            "message": raw.message,
-        });
-        match std::str::from_utf8(&raw.payload) {
-            Ok(text) => line["payload"] = json!(text),
-            Err(_) => {
-                line["payload_base64"] =
-                    json!(base64::engine::general_purpose::STANDARD.encode(&raw.payload))
-            }
-        }
-        let mut buf = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
+        let buf = raw_line(&raw, now_ms())?;
         let written = self.append(buf).await;
         match &written {
             Ok(()) => {
@@ -101,6 +108,30 @@ impl DeadLetter {
             }
             Err(e) => {
                 tracing::error!(source = raw.source, topic = %raw.topic, error = %e, "CANNOT WRITE DEAD-LETTER FILE: message lost")
+            }
+        }
+        written
+    }
+
+    /// Writes many source messages (as [`Self::write_raw`]) with one append,
+    /// one fsync and one log line: what a shutdown deadline leaves behind
+    /// can be hundreds of thousands of messages.
+    pub async fn write_raw_many(&self, raws: &[RawDeadLetter]) -> std::io::Result<()> {
+        let Some(first) = raws.first() else {
+            return Ok(());
+        };
+        let time = now_ms();
+        let mut buf = Vec::with_capacity(raws.len() * 256);
+        for raw in raws {
+            buf.extend(raw_line(raw, time)?);
+        }
+        let written = self.append(buf).await;
+        match &written {
+            Ok(()) => {
+                tracing::warn!(source = first.source, messages = raws.len(), reason = first.reason, message = %first.message, "messages dead-lettered")
+            }
+            Err(e) => {
+                tracing::error!(source = first.source, messages = raws.len(), error = %e, "CANNOT WRITE DEAD-LETTER FILE: messages lost")
             }
         }
         written

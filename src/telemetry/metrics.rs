@@ -35,6 +35,7 @@ pub const WRITE_LATENCY: &str = "dynamo_ingest_write_latency_seconds";
 pub const END_TO_END_LATENCY: &str = "dynamo_ingest_end_to_end_latency_seconds";
 pub const IN_FLIGHT: &str = "dynamo_ingest_requests_in_flight";
 pub const CONCURRENCY_LIMIT: &str = "dynamo_ingest_concurrency_limit";
+pub const PARKED_ITEMS: &str = "dynamo_ingest_writer_parked_items";
 pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
 pub const HTTP_REJECTED: &str = "dynamo_ingest_http_requests_rejected_total";
 pub const HTTP_CONNECTIONS: &str = "dynamo_ingest_http_connections";
@@ -215,6 +216,10 @@ pub fn describe() {
         CONCURRENCY_LIMIT,
         "Learned limit of BatchWriteItem calls in flight."
     );
+    describe_gauge!(
+        PARKED_ITEMS,
+        "Items of batches backing off from unprocessed items or throttling outside the in-flight slots (bounded by max_parked_items)."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by status class.");
     describe_counter!(
         HTTP_REJECTED,
@@ -331,6 +336,7 @@ pub struct TableMetrics {
     pub in_flight: Gauge,
     pub rate_limit: Gauge,
     pub concurrency_limit: Gauge,
+    pub parked_items: Gauge,
     pub rate_wait: Counter,
     pub rate_ceiling: Gauge,
     pub items_sent: Counter,
@@ -367,6 +373,7 @@ impl TableMetrics {
             in_flight: gauge!(IN_FLIGHT, "table" => t()),
             rate_limit: gauge!(RATE_LIMIT_WCU, "table" => t()),
             concurrency_limit: gauge!(CONCURRENCY_LIMIT, "table" => t()),
+            parked_items: gauge!(PARKED_ITEMS, "table" => t()),
             rate_wait: counter!(RATE_LIMIT_WAIT, "table" => t()),
             rate_ceiling: gauge!(RATE_CEILING_WCU, "table" => t()),
             items_sent: counter!(ITEMS_SENT, "table" => t()),
@@ -389,6 +396,7 @@ impl TableMetrics {
         m.in_flight.set(0.0);
         m.rate_wait.increment(0);
         m.concurrency_limit.set(0.0);
+        m.parked_items.set(0.0);
         m.rate_ceiling.set(0.0);
         m.items_sent.increment(0);
         m

@@ -42,7 +42,7 @@ pub async fn run(spec: &LoadSpec, live: &Live) -> anyhow::Result<Summary> {
         QoS::AtLeastOnce
     };
     let devices = spec.concurrency.get();
-    // Each device publishes under its own key, so there are as many keys as devices.
+    // Each device publishes under its own keys (`--topics-per-device`, default one).
     let picker = KeyPicker::new(1, spec.distribution, spec.zipf_exponent, spec.hot_share)?;
 
     let delivered = Arc::new(AtomicU64::new(0));
@@ -90,11 +90,18 @@ pub async fn run(spec: &LoadSpec, live: &Live) -> anyhow::Result<Summary> {
     let mut publishers = tokio::task::JoinSet::new();
     let mut ack_tasks = Vec::new();
     for (client, pending, dead, acks, _, d) in conns {
-        let key = key_name(&run_id, spec.shape.key_prefix(), d);
+        // Device d's keys: d, d + devices, d + 2 × devices, ...
+        let topics = (0..spec.topics_per_device.get())
+            .map(|j| {
+                spec.shape
+                    .topic(&key_name(&run_id, spec.shape.key_prefix(), d + j * devices))
+            })
+            .collect();
         let gen = EventGen::new(spec.shape, &run_id, picker.clone(), spec.pad_bytes, d);
         let publisher = Publisher {
             client,
-            topic: spec.shape.topic(&key),
+            topics,
+            next_topic: 0,
             qos,
             gen,
             budget: budget.clone(),
@@ -150,7 +157,8 @@ fn split_addr(addr: &str) -> anyhow::Result<(String, u16)> {
 
 struct Publisher {
     client: AsyncClient,
-    topic: String,
+    topics: Vec<String>,
+    next_topic: usize,
     qos: QoS,
     gen: EventGen,
     budget: Budget,
@@ -173,9 +181,11 @@ impl Publisher {
                 p.push_back(slot);
             }
             self.rec.sent(1);
+            let topic = &self.topics[self.next_topic % self.topics.len()];
+            self.next_topic = self.next_topic.wrapping_add(1);
             let publish = self
                 .client
-                .publish(self.topic.as_str(), self.qos, false, payload);
+                .publish(topic.as_str(), self.qos, false, payload);
             match tokio::time::timeout(self.timeout, publish).await {
                 Ok(Ok(())) => {}
                 // The message never reached the event loop: not pending any more.

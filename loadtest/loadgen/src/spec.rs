@@ -108,6 +108,11 @@ pub struct LoadSpec {
     /// MQTT QoS, 0 or 1 (mqtt).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub qos: u8,
+    /// MQTT: topics (partition keys) each device publishes to, in turn. 1: a
+    /// device is one key, held by the gateway to DynamoDB's 1,000 WCU/s per
+    /// partition key; more: a device stands for a bridge or a gateway of many.
+    #[arg(long, default_value_t = NonZeroU64::MIN)]
+    pub topics_per_device: NonZeroU64,
     /// MQTT: also count deliveries on one subscriber of the shape's topic filter
     /// (a broker's publish→subscribe rate; the bare-broker baseline).
     #[arg(long)]

@@ -58,10 +58,10 @@ pub fn client(endpoint: &str) -> Client {
 pub async fn verify(spec: &LoadSpec, endpoint: &str, acked: u64) -> anyhow::Result<VerifyResult> {
     let client = client(endpoint);
     let run_id = spec.run_id.clone().unwrap_or_default();
-    // MQTT devices each publish under their own key.
+    // MQTT devices each publish under their own keys.
     let keys = match spec.mode {
         Mode::Http => spec.keys.get(),
-        Mode::Mqtt => spec.concurrency.get(),
+        Mode::Mqtt => spec.concurrency.get() * spec.topics_per_device.get(),
     };
     let table = spec.shape.table().to_owned();
     let deadline = tokio::time::Instant::now() + spec.verify_timeout;

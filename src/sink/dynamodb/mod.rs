@@ -4,7 +4,8 @@
 //! the tables usable at start-up, [`request`] turns batches into
 //! BatchWriteItem calls, [`retry`] classifies errors and spaces retries,
 //! [`rate`] holds each table to the WCU rate DynamoDB takes, [`key_guard`]
-//! keeps the write order per key, and [`writer`] drives each table's batches
+//! keeps the write order per key, [`slots`] count the calls in flight
+//! (batches waiting out a hot key range park outside them), and [`writer`] drives each table's batches
 //! until every item is written or dead-lettered.
 
 pub mod bootstrap;
@@ -13,4 +14,5 @@ pub mod key_guard;
 pub mod rate;
 pub mod request;
 pub mod retry;
+pub mod slots;
 pub mod writer;

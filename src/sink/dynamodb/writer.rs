@@ -2,9 +2,12 @@
 //! the adaptive concurrency limit allows (at most `max_in_flight`), until
 //! DynamoDB confirmed every item or it went to the dead-letter file.
 //!
-//! Per batch: UnprocessedItems are re-sent (ahead of new work: the batch
-//! keeps its in-flight slot) after exponential backoff with full jitter;
-//! throttling, 5xx and timeouts are retried the same way; a
+//! Per batch: UnprocessedItems are re-sent after exponential backoff with
+//! full jitter; throttling, 5xx and timeouts are retried the same way. While
+//! it backs off from unprocessed items or throttling, a batch gives its
+//! in-flight slot to fresh batches ([`slots`]: parking, bounded by
+//! `max_parked_items`), so one hot key range does not hold back the rest; a
+
 //! ValidationException splits the batch in halves until the bad item is
 //! alone, and that item is dead-lettered with DynamoDB's message while the
 //! rest are written. At the shutdown deadline (`abort`) whatever is still
@@ -25,6 +28,7 @@ use super::rate::ceiling::{self, DescribeCapacity};
 use super::rate::concurrency::{ConcurrencyConfig, ConcurrencyController};
 use super::rate::RateControl;
 use super::retry::{Backoff, WriteError};
+use super::slots::{Parked, Slot, Slots};
 use crate::config::TableSpec;
 use crate::event::Item;
 use crate::pipeline::batcher::Batch;
@@ -54,6 +58,8 @@ pub trait BatchWrite: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub max_in_flight: usize,
+    /// Items that may wait outside the in-flight slots (see [`Slots`]).
+    pub max_parked_items: usize,
     pub backoff: Backoff,
     pub max_fatal_attempts: u32,
 }
@@ -71,6 +77,9 @@ struct Ctx<W> {
     rate: Option<Arc<RateControl>>,
     concurrency: Mutex<ConcurrencyController>,
     calls_in_flight: AtomicUsize,
+    /// Batches sleeping until their partition key has room.
+    key_waiters: AtomicUsize,
+    slots: Arc<Slots>,
 }
 
 impl<W> Ctx<W> {
@@ -80,6 +89,33 @@ impl<W> Ctx<W> {
             .map(|c| c.limit())
             .unwrap_or(self.config.max_in_flight)
             .max(1)
+    }
+
+    /// A slot for the next call; None if `abort` fired first.
+    async fn slot(&self) -> Option<Slot> {
+        tokio::select! {
+            s = self.slots.acquire(|| self.concurrency_limit()) => Some(s),
+            _ = self.abort.cancelled() => None,
+        }
+    }
+
+    /// Parks `items` (gives `slot` back) if the bound allows.
+    fn park(&self, slot: &mut Option<Slot>, items: usize) -> Option<Parked> {
+        let parked = self.slots.park(items)?;
+        *slot = None;
+        self.metrics
+            .parked_items
+            .set(self.slots.parked_items() as f64);
+        Some(parked)
+    }
+
+    fn unpark(&self, parked: Option<Parked>) {
+        if parked.is_some() {
+            drop(parked);
+            self.metrics
+                .parked_items
+                .set(self.slots.parked_items() as f64);
+        }
     }
 }
 
@@ -116,6 +152,7 @@ pub async fn run<W: BatchWrite + DescribeCapacity>(
             poll_stop.clone(),
         ));
     }
+    let slots = Slots::new(config.max_parked_items);
     let ctx = Arc::new(Ctx {
         table,
         writer,
@@ -127,16 +164,13 @@ pub async fn run<W: BatchWrite + DescribeCapacity>(
         rate,
         concurrency,
         calls_in_flight: AtomicUsize::new(0),
+        key_waiters: AtomicUsize::new(0),
+        slots,
     });
     let keys = Arc::new(KeysInFlight::default());
     let mut tasks = JoinSet::new();
     loop {
-        // Room under the learned concurrency limit.
-        while tasks.len() >= ctx.concurrency_limit() {
-            if tasks.join_next().await.is_none() {
-                break;
-            }
-        }
+        while tasks.try_join_next().is_some() {}
         let batch = tokio::select! {
             b = batches.recv() => b,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -149,12 +183,14 @@ pub async fn run<W: BatchWrite + DescribeCapacity>(
             }
         }
         keys.hold(&hashes);
+        // Room under the learned concurrency limit (parked batches hold
+        // none). Taken after the key wait: a parked batch holding a key must
+        // be able to get a slot back.
+        let slot = ctx.slots.acquire(|| ctx.concurrency_limit()).await;
         let ctx = ctx.clone();
         let keys = keys.clone();
         tasks.spawn(async move {
-            ctx.metrics.in_flight.increment(1.0);
-            write_batch(&ctx, batch.items).await;
-            ctx.metrics.in_flight.decrement(1.0);
+            write_batch(&ctx, batch.items, slot).await;
             keys.release(&hashes);
         });
     }
@@ -162,7 +198,10 @@ pub async fn run<W: BatchWrite + DescribeCapacity>(
 }
 
 /// Writes one batch to completion (written or dead-lettered).
-async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
+/// `slot` is given back while the batch is parked and taken again before
+/// its next call.
+async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) {
+    let mut slot = Some(slot);
     // Groups still to write; a ValidationException splits a group in two.
     let mut groups = vec![items];
     let mut rng = {
@@ -185,7 +224,7 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                 break;
             }
             // Items whose partition key is over its partition's rate wait
-            // (keeping this batch's slot); the others go now.
+            // (parked if there is room); the others go now.
             let mut held = Vec::new();
             if let Some(rate) = &ctx.rate {
                 let (ready, waiting, wait) = rate.split_by_key(pending);
@@ -193,7 +232,16 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                 held = waiting;
                 if pending.is_empty() {
                     pending = held;
+                    // Other batches may wait for the same key: spread the
+                    // wake-ups over the time all of them need instead of
+                    // waking them together to find room for one.
+                    let waiters = ctx.key_waiters.fetch_add(1, Ordering::AcqRel);
+                    let spread = rand::Rng::random_range(&mut rng, 1.0..=1.0 + waiters as f64);
+                    let wait = wait.mul_f64(spread).min(ctx.config.backoff.max);
+                    let parked = ctx.park(&mut slot, pending.len());
                     sleep_or_abort(wait, &ctx.abort).await;
+                    ctx.unpark(parked);
+                    ctx.key_waiters.fetch_sub(1, Ordering::AcqRel);
                     continue; // the loop head dead-letters on abort
                 }
             }
@@ -208,14 +256,23 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                     }
                 }
             }
+            if slot.is_none() {
+                slot = ctx.slot().await;
+                if slot.is_none() {
+                    pending.extend(held);
+                    continue; // aborted: the loop head dead-letters
+                }
+            }
             let started = Instant::now();
             let running = ctx.calls_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            ctx.metrics.in_flight.set(running as f64);
             if let Ok(mut c) = ctx.concurrency.lock() {
                 c.on_start(running);
             }
             ctx.metrics.items_sent.increment(pending.len() as u64);
             let result = ctx.writer.write(&ctx.table, &pending).await;
-            ctx.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+            let running = ctx.calls_in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+            ctx.metrics.in_flight.set(running as f64);
             let rtt = started.elapsed();
             ctx.metrics.write_latency.record(rtt.as_secs_f64());
             // Throttling is the rate limiter's signal; concurrency reacts to
@@ -290,9 +347,8 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
                         WriteError::Throttled { reason, .. } => {
                             ctx.reachable.store(true, Ordering::Relaxed);
                             ctx.metrics.throttled(reason);
-                            // A hot key range is the per-key limiter's business.
-                            if let (Some(rate), false) = (&ctx.rate, *reason == "key_range") {
-                                rate.throttled();
+                            if let Some(rate) = &ctx.rate {
+                                rate.throttled(charge, *reason == "key_range");
                             }
                         }
                         WriteError::Retriable { .. } => {
@@ -317,7 +373,13 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>) {
             ctx.metrics.retry(retry_cause);
             let delay = ctx.config.backoff.delay(attempt, &mut rng);
             attempt = attempt.saturating_add(1);
-            if !sleep_or_abort(delay, &ctx.abort).await {
+            // Waiting out capacity needs no slot; a failing service keeps it.
+            let parked = matches!(retry_cause, "unprocessed" | "throttled")
+                .then(|| ctx.park(&mut slot, pending.len()))
+                .flatten();
+            let slept = sleep_or_abort(delay, &ctx.abort).await;
+            ctx.unpark(parked);
+            if !slept {
                 continue; // the loop head dead-letters on abort
             }
         }
@@ -434,6 +496,15 @@ mod tests {
         max_in_flight: usize,
         rate: Option<Arc<RateControl>>,
     ) -> Harness {
+        start_full(fake, max_in_flight, rate, 1000)
+    }
+
+    fn start_full(
+        fake: Scripted,
+        max_in_flight: usize,
+        rate: Option<Arc<RateControl>>,
+        max_parked_items: usize,
+    ) -> Harness {
         let fake = Arc::new(fake);
         let dir = tempfile::tempdir().expect("tmp");
         let dlq_path = dir.path().join("dlq.ndjson");
@@ -451,6 +522,7 @@ mod tests {
         });
         let config = WriterConfig {
             max_in_flight,
+            max_parked_items,
             backoff: Backoff {
                 base: Duration::from_millis(10),
                 max: Duration::from_secs(1),
@@ -499,6 +571,50 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect()
+    }
+
+    /// Calls of a batch whose HOT item comes back unprocessed once, and of a
+    /// second batch sent behind it, with one slot.
+    async fn calls_behind_a_backing_off_batch(max_parked_items: usize) -> Vec<Vec<String>> {
+        let fake = Scripted::default();
+        fake.script
+            .lock()
+            .expect("lock")
+            .push_back(Ok(WriteOutcome {
+                unprocessed: vec![0],
+                consumed_wcu: Some(1.0),
+            }));
+        let h = start_full(fake, 1, None, max_parked_items);
+        let ack = Arc::new(Ack::new(4));
+        h.tx.send(batch(&["HOT", "a"], Some(&ack)))
+            .await
+            .expect("send");
+        h.tx.send(batch(&["b", "c"], Some(&ack)))
+            .await
+            .expect("send");
+        assert_eq!(ack.wait(4).await.written, 4);
+        drop(h.tx);
+        h.task.await.expect("writer ends");
+        let calls = h.fake.calls.lock().expect("lock").clone();
+        calls
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_backing_off_from_unprocessed_items_gives_its_slot_to_the_next() {
+        assert_eq!(
+            calls_behind_a_backing_off_batch(1000).await,
+            vec![vec!["HOT", "a"], vec!["b", "c"], vec!["HOT"]],
+            "the second batch is written while the first backs off"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_max_parked_items_a_backing_off_batch_keeps_its_slot() {
+        assert_eq!(
+            calls_behind_a_backing_off_batch(0).await,
+            vec![vec!["HOT", "a"], vec!["HOT"], vec!["b", "c"]],
+            "no room to park: the retry goes first"
+        );
     }
 
     #[tokio::test(start_paused = true)]

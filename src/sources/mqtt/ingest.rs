@@ -206,27 +206,35 @@ impl MqttIngest {
 /// dead-letter file instead.
 pub async fn run(handoff: Arc<Handoff>, ingest: MqttIngest, abort: CancellationToken) {
     while let Some(batch) = handoff.peek(256).await {
+        let mut late = Vec::new();
         for msg in &batch {
             if !abort.is_cancelled() {
                 tokio::select! {
-                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload, false) => {}
+                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload, false) => {
+                        handoff.consume(1);
+                        continue;
+                    }
                     _ = abort.cancelled() => {}
                 }
             }
-            if abort.is_cancelled() {
-                let topic = String::from_utf8_lossy(&msg.topic).into_owned();
-                let stream = ingest.routes.route(&topic).map(|(s, _)| s.clone());
-                ingest
-                    .dead_letter(
-                        &topic,
-                        stream.as_ref(),
-                        "shutdown_deadline",
-                        "still waiting for a full queue at the shutdown deadline".to_owned(),
-                        &msg.payload,
-                    )
-                    .await;
+            let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+            let stream = ingest.routes.route(&topic).map(|(s, _)| s.to_string());
+            late.push(RawDeadLetter {
+                source: "mqtt",
+                topic,
+                stream,
+                reason: "shutdown_deadline",
+                message: "still waiting for a full queue at the shutdown deadline".to_owned(),
+                payload: msg.payload.clone(),
+            });
+        }
+        if !late.is_empty() {
+            // One append and fsync per hand-off batch, not per message.
+            for _ in &late {
+                ingest.metrics.dead_lettered("shutdown_deadline");
             }
-            handoff.consume(1);
+            let _ = ingest.dead_letter.write_raw_many(&late).await;
+            handoff.consume(late.len());
         }
     }
 }

@@ -198,6 +198,11 @@ impl<C: Clock + Clone> KeyLimiter<C> {
         }
     }
 
+    /// The most one key's bucket holds (its `try_take` caps a take there).
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
     /// Forgets keys whose buckets are full again (bounded memory).
     pub fn forget_idle(&self) {
         self.buckets.retain_recent();

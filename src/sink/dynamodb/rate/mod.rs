@@ -26,6 +26,12 @@ use crate::event::Item;
 /// How often (in calls) idle partition keys are forgotten.
 const FORGET_EVERY: u64 = 1024;
 
+/// How long after a call refused for a hot key range (ThrottlingReasons
+/// `KeyRangeThroughputExceeded`) partial answers are put down to that key
+/// range rather than to the table. UnprocessedItems carry no reason; the
+/// retry of the leftovers alone, refused whole, does.
+const KEY_RANGE_MEMORY: Duration = Duration::from_secs(10);
+
 /// The rate controller and token bucket of one table.
 #[derive(Debug)]
 pub struct RateControl {
@@ -33,6 +39,7 @@ pub struct RateControl {
     limiter: WcuLimiter,
     keys: KeyLimiter,
     splits: AtomicU64,
+    key_range_at: Mutex<Option<Instant>>,
     rate_gauge: Gauge,
     waited: Counter,
     table: String,
@@ -55,6 +62,7 @@ impl RateControl {
             limiter: WcuLimiter::new(),
             keys: KeyLimiter::new(partition_wcu),
             splits: AtomicU64::new(0),
+            key_range_at: Mutex::new(None),
             rate_gauge,
             waited,
             table: table.to_owned(),
@@ -102,20 +110,53 @@ impl RateControl {
 
     /// Splits `items` into those whose partition key has capacity now and
     /// those that must wait, with how long the first of them waits.
+    ///
+    /// A key's items in the batch go or wait together: its bucket is asked
+    /// for their summed WCU (capped at the bucket's burst), so a hot key's
+    /// items leave in one call once there is room for all of them, not one
+    /// item per call as each token trickles in.
     pub fn split_by_key(&self, items: Vec<Item>) -> (Vec<Item>, Vec<Item>, Duration) {
         if self.splits.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
             self.keys.forget_idle();
         }
+        // (key, WCU of its items, may go); a batch holds at most 25 items.
+        let hashes: Vec<u64> = items.iter().map(Item::partition_hash).collect();
+        let mut keys: Vec<(u64, u32, bool)> = Vec::with_capacity(items.len());
+        for (item, &key) in items.iter().zip(&hashes) {
+            match keys.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, wcu, _)) => *wcu = wcu.saturating_add(item.wcu()),
+                None => keys.push((key, item.wcu(), false)),
+            }
+        }
+        let mut wait = Duration::MAX;
+        for (key, wcu, go) in &mut keys {
+            if *wcu > self.keys.burst() {
+                continue; // more than the bucket holds: item by item below
+            }
+            match self.keys.try_take(*key, *wcu) {
+                Ok(()) => *go = true,
+                Err(w) => wait = wait.min(w),
+            }
+        }
         let mut ready = Vec::with_capacity(items.len());
         let mut waiting = Vec::new();
-        let mut wait = Duration::MAX;
-        for item in items {
-            match self.keys.try_take(item.partition_hash(), item.wcu()) {
-                Ok(()) => ready.push(item),
-                Err(w) => {
-                    wait = wait.min(w);
-                    waiting.push(item);
-                }
+        for (item, key) in items.into_iter().zip(hashes) {
+            let Some(&(_, wcu, go)) = keys.iter().find(|(k, _, _)| *k == key) else {
+                continue; // every item's key was listed above
+            };
+            let go = go
+                || (wcu > self.keys.burst()
+                    && match self.keys.try_take(key, item.wcu()) {
+                        Ok(()) => true,
+                        Err(w) => {
+                            wait = wait.min(w);
+                            false
+                        }
+                    });
+            if go {
+                ready.push(item);
+            } else {
+                waiting.push(item);
             }
         }
         (
@@ -153,21 +194,42 @@ impl RateControl {
         if let Some(consumed) = consumed {
             self.limiter.correct(charged, consumed);
         }
+        let key_range = self.hot_key_range(now);
         let reaction = self.controller.lock().ok().and_then(|mut c| {
             c.on_written(now, consumed.unwrap_or(written_wcu));
-            c.on_partial(now, sent, unprocessed)
+            if key_range {
+                None
+            } else {
+                c.on_partial(now, sent, unprocessed)
+            }
         });
         self.log(reaction, "unprocessed items");
     }
 
-    /// DynamoDB refused a call for capacity.
-    pub fn throttled(&self) {
-        let reaction = self
-            .controller
+    /// DynamoDB refused a whole call charged `charged` for capacity (it
+    /// consumed nothing: the charge is credited back). `key_range`: its
+    /// ThrottlingReasons named a hot key range, which is the per-key
+    /// limiter's and the writer's business, not a reason to slow the table.
+    pub fn throttled(&self, charged: u32, key_range: bool) {
+        let now = Instant::now();
+        self.limiter.correct(charged, 0.0);
+        if key_range {
+            if let Ok(mut at) = self.key_range_at.lock() {
+                *at = Some(now);
+            }
+            return;
+        }
+        let reaction = self.controller.lock().ok().map(|mut c| c.on_throttle(now));
+        self.log(reaction, "throttling");
+    }
+
+    /// Whether a hot key range was reported within [`KEY_RANGE_MEMORY`].
+    fn hot_key_range(&self, now: Instant) -> bool {
+        self.key_range_at
             .lock()
             .ok()
-            .map(|mut c| c.on_throttle(Instant::now()));
-        self.log(reaction, "throttling");
+            .and_then(|at| *at)
+            .is_some_and(|at| now.saturating_duration_since(at) < KEY_RANGE_MEMORY)
     }
 
     fn log(&self, reaction: Option<Reaction>, signal: &str) {
@@ -175,5 +237,43 @@ impl RateControl {
             tracing::debug!(table = %self.table, rate, signal, "write rate lowered");
             self.update(Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::queue::tests::item;
+
+    #[test]
+    fn a_keys_items_wait_for_room_for_all_of_them_not_one_at_a_time() {
+        let rate = RateControl::new(
+            ControllerConfig::default(),
+            NonZeroU32::new(400).expect("nonzero"),
+            "T",
+            Gauge::noop(),
+            Counter::noop(),
+        );
+        // 20 items of 20 WCU on one key: the bucket's whole burst.
+        let first: Vec<Item> = (0..20)
+            .map(|i| item(&format!("HOT\0{i}"), 20 * 1024))
+            .collect();
+        let (ready, waiting, _) = rate.split_by_key(first);
+        assert_eq!((ready.len(), waiting.len()), (20, 0));
+        // Five more (100 WCU) and one on another key: the other key goes;
+        // the five wait until all five fit (100 WCU at 400/s = 250 ms), not
+        // until the first one does (50 ms).
+        let mut next: Vec<Item> = (0..5)
+            .map(|i| item(&format!("HOT\0n{i}"), 20 * 1024))
+            .collect();
+        next.push(item("COLD\0x", 1024));
+        let (ready, waiting, wait) = rate.split_by_key(next);
+        assert_eq!(ready.len(), 1);
+        assert!(ready[0].key.starts_with("COLD"), "{:?}", ready[0].key);
+        assert_eq!(waiting.len(), 5);
+        assert!(
+            wait > Duration::from_millis(200) && wait <= Duration::from_millis(250),
+            "{wait:?}"
+        );
     }
 }
