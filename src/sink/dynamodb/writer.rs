@@ -223,6 +223,15 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) 
                     .await;
                 break;
             }
+            // A parked batch takes a slot again before it takes any tokens:
+            // batches without a slot competing for tokens would starve the
+            // ones holding slots (each side waiting for the other).
+            if slot.is_none() {
+                slot = ctx.slot().await;
+                if slot.is_none() {
+                    continue; // aborted: the loop head dead-letters
+                }
+            }
             // Items whose partition key is over its partition's rate wait
             // (parked if there is room); the others go now.
             let mut held = Vec::new();
@@ -254,13 +263,6 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) 
                         pending.extend(held);
                         continue;
                     }
-                }
-            }
-            if slot.is_none() {
-                slot = ctx.slot().await;
-                if slot.is_none() {
-                    pending.extend(held);
-                    continue; // aborted: the loop head dead-letters
                 }
             }
             let started = Instant::now();

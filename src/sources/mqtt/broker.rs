@@ -101,11 +101,15 @@ pub async fn start(m: &MqttSection) -> Result<Embedded, BrokerError> {
     })
 }
 
-/// Polls until rumqttd accepts connections (its listener starts on its own thread).
+/// Polls until rumqttd serves MQTT (its listener starts on its own thread):
+/// a CONNECT answered by a CONNACK, then the socket is closed. A bare TCP
+/// probe would make rumqttd log an ERROR ("connection closed by peer") at
+/// every start, and so would a DISCONNECT packet ("router-drop"); a closed
+/// session is an INFO line, below the default `rumqttd=warn`.
 async fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        if probe(addr).await.is_ok() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -113,4 +117,24 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// One MQTT 3.1.1 session: CONNECT (clean session), CONNACK accepted, close.
+async fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ID: &[u8] = b"dynamo-ingest-probe";
+    let mut connect = vec![0x10, (12 + ID.len()) as u8];
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10]);
+    connect.extend_from_slice(&[0, ID.len() as u8]);
+    connect.extend_from_slice(ID);
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(&connect).await?;
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut connack))
+        .await
+        .map_err(|_| std::io::Error::other("no CONNACK"))??;
+    if connack != [0x20, 2, 0, 0] {
+        return Err(std::io::Error::other(format!("CONNACK {connack:?}")));
+    }
+    Ok(())
 }
