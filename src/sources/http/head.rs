@@ -6,9 +6,9 @@
 //! body) and offers no hook to change it. So hyper's buffer and header
 //! array are set to [`HYPER_HEAD_FACTOR`] times the configured limits, and
 //! this module enforces the limits themselves: a head over the limit but
-//! within hyper's cap gets our 431 JSON; only a head over twice the limit
-//! still meets hyper's bare 431. Memory per connection stays bounded by
-//! the cap.
+//! within hyper's cap gets our 431 JSON; only a head past the cap (hyper
+//! checks it between socket reads, so give or take one read) still meets
+//! hyper's bare 431. Memory per connection stays bounded by the cap.
 
 use hyper::{Request, StatusCode};
 

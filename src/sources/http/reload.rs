@@ -11,6 +11,7 @@
 //! logged, `config_reloads_total{what="api_keys",outcome="failed"}` counts
 //! it, and the previous keys stay.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -123,36 +124,54 @@ impl KeyReloader {
     }
 }
 
-/// Reloads the API keys on every SIGHUP until `shutdown`.
-pub async fn reload_keys_on_sighup(reloader: KeyReloader, shutdown: CancellationToken) {
-    on_sighup("API key", shutdown, || reloader.on_signal()).await;
+/// Reloads the API keys on every SIGHUP until `shutdown`. The signal is
+/// listened for from the call on, so spawn the future before announcing
+/// readiness.
+pub fn reload_keys_on_sighup(
+    reloader: KeyReloader,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    on_sighup("API key", shutdown, move || reloader.on_signal())
 }
 
-/// Runs `action` on every SIGHUP until `shutdown`; `what` names the reload
-/// in the warning when the signal cannot be listened for.
+/// Runs `action` on every SIGHUP until `shutdown`. The handler is installed
+/// by this call, not when the future first runs, so a SIGHUP right after it
+/// is not missed. `what` names the reload in the warning when the signal
+/// cannot be listened for.
 #[cfg(unix)]
-pub async fn on_sighup(what: &str, shutdown: CancellationToken, mut action: impl FnMut()) {
+pub fn on_sighup(
+    what: &'static str,
+    shutdown: CancellationToken,
+    mut action: impl FnMut() + Send + 'static,
+) -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; {what} reload disabled");
-            return;
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let mut hup = match hup {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; {what} reload disabled");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                s = hup.recv() => if s.is_none() { return },
+                _ = shutdown.cancelled() => return,
+            }
+            action();
         }
-    };
-    loop {
-        tokio::select! {
-            s = hup.recv() => if s.is_none() { return },
-            _ = shutdown.cancelled() => return,
-        }
-        action();
     }
 }
 
 /// No SIGHUP off Unix: nothing is reloaded.
 #[cfg(not(unix))]
-pub async fn on_sighup(_what: &str, shutdown: CancellationToken, _action: impl FnMut()) {
-    shutdown.cancelled().await;
+pub fn on_sighup(
+    _what: &'static str,
+    shutdown: CancellationToken,
+    _action: impl FnMut() + Send + 'static,
+) -> impl Future<Output = ()> + Send {
+    async move { shutdown.cancelled().await }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! and keeps serving the old certificate. `check-config` loads the same
 //! files ([`check_files`]).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -163,13 +164,14 @@ fn load_certified_key(
 }
 
 /// Reloads `store` on every SIGHUP until `shutdown`; `what` (`http_tls`,
-/// `mqtt_tls`) labels the reload in `config_reloads_total`.
-pub async fn reload_on_sighup(
+/// `mqtt_tls`) labels the reload in `config_reloads_total`. The signal is
+/// listened for from the call on.
+pub fn reload_on_sighup(
     store: Option<Arc<CertStore>>,
     what: &'static str,
     shutdown: CancellationToken,
-) {
-    on_sighup("certificate", shutdown, || match &store {
+) -> impl Future<Output = ()> + Send {
+    on_sighup("certificate", shutdown, move || match &store {
         None => tracing::info!("SIGHUP received: no TLS certificate to reload"),
         Some(store) => {
             let result = store.reload();
@@ -188,5 +190,4 @@ pub async fn reload_on_sighup(
             }
         }
     })
-    .await;
 }
