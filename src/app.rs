@@ -38,6 +38,7 @@ use crate::sink::dynamodb::rate::RateControl;
 use crate::sink::dynamodb::request::SdkWriter;
 use crate::sink::dynamodb::retry::Backoff;
 use crate::sink::dynamodb::writer::{self, WriterConfig};
+use crate::sources::http::reload::{reload_keys_on_sighup, KeyReloader};
 use crate::sources::http::tls::{self, CertStore, TlsError};
 use crate::sources::http::{self as http_source, HttpState, ListenerConfig};
 use crate::sources::mqtt::{self as mqtt_source, MqttError, Running};
@@ -100,7 +101,11 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
 
     let shutdown = stop.unwrap_or_default();
     tokio::spawn(watch_signals(shutdown.clone()));
-    tokio::spawn(tls::reload_on_sighup(cert_store, shutdown.clone()));
+    tokio::spawn(tls::reload_on_sighup(
+        cert_store,
+        "http_tls",
+        shutdown.clone(),
+    ));
 
     let health = Arc::new(Health::default());
     let admin_listener = bind(config.file.admin.listen).await?;
@@ -254,6 +259,10 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         }
     }
     let http_state = Arc::new(HttpState::new(&config, router));
+    tokio::spawn(reload_keys_on_sighup(
+        KeyReloader::new(&config, http_state.api_keys.clone()),
+        shutdown.clone(),
+    ));
 
     let http_listener = bind(config.file.http.listen).await?;
     let http_addr = http_listener

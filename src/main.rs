@@ -114,6 +114,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::CheckConfig) = cli.command {
+        if let Err(e) = dynamo_ingest::sources::http::tls::check_files(&config) {
+            eprintln!("dynamo-ingest: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }

@@ -8,10 +8,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
+use support::keys::{hash_key_cli, post, sha256_hex};
 use support::tls::TestCa;
 use support::{count, dynamodb, metric, Dynalite, Gateway, Http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,36 +20,6 @@ use tokio::net::TcpStream;
 /// Keys used by the tests, and their SHA-256 (what the config holds).
 const OPS_KEY: &str = "ops-key-0123456789abcdefghijklmnop";
 const FLEET_KEY: &str = "fleet-key-0123456789abcdefghijklmn";
-
-fn sha256_hex(key: &str) -> String {
-    let (code, out, err) = hash_key_cli(key);
-    assert_eq!(code, 0, "hash-key failed: {err}");
-    out.trim().to_owned()
-}
-
-/// Runs `dynamo-ingest hash-key` with `key` on stdin.
-fn hash_key_cli(key: &str) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo-ingest"))
-        .arg("hash-key")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hash-key");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{key}\n").as_bytes())
-        .expect("write key");
-    let out = child.wait_with_output().expect("hash-key output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn auth_toml(seed_routes: &str) -> String {
     format!(
@@ -69,50 +39,6 @@ streams = ["sensor"]
         sha256_hex(OPS_KEY),
         sha256_hex(FLEET_KEY)
     )
-}
-
-/// POST with optional bearer key; returns (status, headers, body).
-async fn post(
-    url: &str,
-    key: Option<&str>,
-    content_type: &str,
-    body: &str,
-) -> (u16, keyed_client::Headers, serde_json::Value) {
-    keyed_client::post(url, key, content_type, body).await
-}
-
-/// A tiny HTTP/1.1 client over hyper that can set an Authorization header
-/// (the shared harness client sends only Content-Type).
-mod keyed_client {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    pub type Headers = hyper::HeaderMap;
-
-    pub async fn post(
-        url: &str,
-        key: Option<&str>,
-        content_type: &str,
-        body: &str,
-    ) -> (u16, Headers, serde_json::Value) {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let mut req = hyper::Request::post(url).header("content-type", content_type);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("request");
-        let resp = client.request(req).await.expect("response");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        let json = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
-        (status, headers, json)
-    }
 }
 
 #[test]
@@ -481,14 +407,6 @@ async fn https_post(
     (presented, String::from_utf8_lossy(&out).into_owned())
 }
 
-fn sighup(gw: &Gateway) {
-    let status = Command::new("kill")
-        .args(["-HUP", &gw.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
     let db = Dynalite::start();
@@ -523,7 +441,7 @@ async fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
     let (pem_b, key_b, der_b) = ca.leaf("second");
     std::fs::write(&cert_path, pem_b).expect("cert");
     std::fs::write(&key_path, key_b).expect("key");
-    sighup(&gw);
+    gw.sighup();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (presented, resp) = https_post(&ca, gw.http, r#"{"device_id":"T2","t":1}"#).await;
@@ -541,7 +459,7 @@ async fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
 
     // A broken key: the reload fails, is logged, and the second certificate stays.
     std::fs::write(&key_path, "not a key").expect("key");
-    sighup(&gw);
+    gw.sighup();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gw.log().contains("TLS reload failed") {
         assert!(

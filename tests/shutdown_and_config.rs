@@ -33,6 +33,58 @@ fn a_bad_config_exits_64_naming_the_key() {
     assert!(err.contains("/does/not/exist.toml"), "{err}");
 }
 
+#[test]
+fn check_config_loads_the_tls_files_and_names_the_key_and_file_at_fault() {
+    let ca = support::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (cert_a, key_a, _) = ca.leaf("a");
+    let (_, key_b, _) = ca.leaf("b");
+    let (cert, key, other_key) = (
+        file("cert.pem", &cert_a),
+        file("key.pem", &key_a),
+        file("other-key.pem", &key_b),
+    );
+    let junk = file("junk.pem", "not PEM at all\n");
+    let default =
+        std::fs::read_to_string(support::repo_root().join("config/default.toml")).unwrap();
+    let check = |toml: String| {
+        let path = file("config.toml", &format!("{default}\n{toml}"));
+        run_binary(&["check-config", "--config", &path])
+    };
+    let tls = |section: &str, cert: &str, key: &str| {
+        format!("[{section}]\ncert = {cert:?}\nkey = {key:?}\n")
+    };
+
+    let (code, out, err) = check(tls("http.tls", &cert, &key) + &tls("mqtt.tls", &cert, &key));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[http.tls]"), "{out}");
+
+    let missing = dir.path().join("missing.pem").display().to_string();
+    for (toml, key_name, file_name) in [
+        (tls("http.tls", &missing, &key), "http.tls.cert", &missing),
+        (tls("http.tls", &junk, &key), "http.tls.cert", &junk),
+        (tls("http.tls", &cert, &junk), "http.tls.key", &junk),
+        (
+            tls("http.tls", &cert, &other_key),
+            "http.tls.key",
+            &other_key,
+        ),
+        (tls("mqtt.tls", &cert, &missing), "mqtt.tls.key", &missing),
+    ] {
+        let (code, _, err) = check(toml);
+        assert_eq!(code, 64, "{key_name} {file_name}: {err}");
+        assert!(
+            err.contains(&format!("`{key_name}`")) && err.contains(file_name.as_str()),
+            "expected {key_name} and {file_name} in: {err}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_with_other_keys_exits_64() {
     let db = Dynalite::start();

@@ -50,6 +50,10 @@ pub struct ValidatedConfig {
     pub tables: Vec<Arc<TableSpec>>,
     /// `[[http.auth.keys]]`, decoded (empty when auth is off).
     pub api_keys: Vec<ApiKey>,
+    /// The file this was read from (`None`: embedded default or text) and
+    /// the overrides applied: what a SIGHUP reload reads again.
+    pub source: Option<std::path::PathBuf>,
+    pub overrides: Overrides,
 }
 
 /// A validated API key: who holds it, its SHA-256, what it may write.
@@ -145,7 +149,9 @@ impl ValidatedConfig {
                 DEFAULT_TOML.to_owned(),
             ),
         };
-        Self::from_toml(&origin, &text, overrides)
+        let mut config = Self::from_toml(&origin, &text, overrides)?;
+        config.source = path.map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -169,7 +175,9 @@ impl ValidatedConfig {
         if let Some(a) = overrides.mqtt_listen {
             file.mqtt.listen = a;
         }
-        validate::validate(file)
+        let mut config = validate::validate(file)?;
+        config.overrides = overrides.clone();
+        Ok(config)
     }
 
     /// Points the gateway at the embedded simulator (`--local`): its

@@ -199,6 +199,8 @@ pub(super) fn validate(file: FileConfig) -> Result<ValidatedConfig, ConfigError>
         streams,
         tables: tables.into_values().collect(),
         api_keys,
+        source: None,
+        overrides: super::Overrides::default(),
     })
 }
 

@@ -39,6 +39,7 @@ pub const PARKED_ITEMS: &str = "dynamo_ingest_writer_parked_items";
 pub const HTTP_REQUESTS: &str = "dynamo_ingest_http_requests_total";
 pub const HTTP_REJECTED: &str = "dynamo_ingest_http_requests_rejected_total";
 pub const HTTP_CONNECTIONS: &str = "dynamo_ingest_http_connections";
+pub const CONFIG_RELOADS: &str = "dynamo_ingest_config_reloads_total";
 pub const MQTT_CONNECTIONS: &str = "dynamo_ingest_mqtt_connections";
 pub const MQTT_UNROUTABLE: &str = "dynamo_ingest_mqtt_messages_unroutable_total";
 pub const MQTT_MESSAGES: &str = "dynamo_ingest_mqtt_messages_received_total";
@@ -103,7 +104,7 @@ pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [
 /// Why the HTTP listener refused a request or cut a connection (the
 /// `reason` label of `http_requests_rejected_total`): counted per request
 /// or connection, since a refused body is never decoded into events.
-pub const HTTP_REJECT_REASONS: [&str; 7] = [
+pub const HTTP_REJECT_REASONS: [&str; 8] = [
     "unauthorized",
     "forbidden",
     "rate_limited",
@@ -111,7 +112,12 @@ pub const HTTP_REJECT_REASONS: [&str; 7] = [
     "body_timeout",
     "header_timeout",
     "tls_handshake",
+    "headers_too_large",
 ];
+/// What SIGHUP re-reads (the `what` label of `config_reloads_total`).
+pub const RELOAD_TARGETS: [&str; 3] = ["http_tls", "mqtt_tls", "api_keys"];
+/// How a reload ended (the `outcome` label of `config_reloads_total`).
+pub const RELOAD_OUTCOMES: [&str; 2] = ["ok", "failed"];
 /// Outcomes of one BatchWriteItem call.
 pub const BATCH_OUTCOMES: [&str; 6] = [
     "ok",
@@ -281,6 +287,21 @@ pub fn describe() {
     for class in ["2xx", "4xx", "5xx"] {
         counter!(HTTP_REQUESTS, "class" => class).increment(0);
     }
+    describe_counter!(
+        CONFIG_RELOADS,
+        "SIGHUP reloads of TLS certificates and API keys, by what and outcome (a failed one keeps the previous)."
+    );
+    for what in RELOAD_TARGETS {
+        for outcome in RELOAD_OUTCOMES {
+            counter!(CONFIG_RELOADS, "what" => what, "outcome" => outcome).increment(0);
+        }
+    }
+}
+
+/// Counts one SIGHUP reload of `what` (one of [`RELOAD_TARGETS`]).
+pub fn count_reload(what: &'static str, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    counter!(CONFIG_RELOADS, "what" => what, "outcome" => outcome).increment(1);
 }
 
 /// Handles for one stream.

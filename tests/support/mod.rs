@@ -5,6 +5,7 @@
 //! stdout, never by sleeping.
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod mqtt;
 pub mod tls;
 
@@ -251,11 +252,25 @@ impl Gateway {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGHUP: re-read TLS certificates and API keys.
+    pub fn sighup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, flag: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([flag, &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// The config file the gateway was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
     }
 
     /// Waits for the process to exit (bounded).

@@ -11,7 +11,7 @@
 //! kernel's backlog); the TLS handshake and every request head must arrive
 //! within `http.header_read_timeout`, counted from when the connection is
 //! ready for a request, so slowloris and idle keep-alive connections are
-//! cut; the head is bounded in bytes and header count.
+//! cut; the head is bounded in bytes and header count ([`head`]).
 //!
 //! Shutdown: on the signal the listener stops accepting, open connections
 //! finish their current request (hyper's graceful shutdown), and only then
@@ -20,6 +20,8 @@
 pub mod auth;
 pub mod client_rate;
 pub mod decode;
+pub mod head;
+pub mod reload;
 pub mod response;
 pub mod routes;
 pub mod tls;
@@ -49,6 +51,7 @@ use crate::telemetry::metrics::{
 
 use auth::ApiKeys;
 use client_rate::ClientRateLimiter;
+use reload::KeyStore;
 
 /// How often idle clients' rate-limit buckets are dropped.
 const FORGET_IDLE_CLIENTS: Duration = Duration::from_secs(60);
@@ -63,13 +66,16 @@ pub struct HttpState {
     pub retry_after_secs: u64,
     pub seed_routes: bool,
     pub paths: Vec<(PathTemplate, Arc<str>)>,
-    /// `None` when `http.auth.enabled` is false.
-    pub api_keys: Option<ApiKeys>,
+    /// `None` when `http.auth.enabled` is false; swapped on SIGHUP.
+    pub api_keys: Option<Arc<KeyStore>>,
     /// Whether the seed routes skip the key check when auth is on.
     pub seed_routes_open: bool,
     /// `None` when `http.rate_limit.enabled` is false.
     pub client_rate: Option<ClientRateLimiter>,
     pub key_by: ClientKeyBy,
+    /// The request-head limits ([`head`]).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
     responses: [Counter; 3],
     rejected: [Counter; HTTP_REJECT_REASONS.len()],
 }
@@ -89,12 +95,17 @@ impl HttpState {
                 .iter()
                 .filter_map(|s| Some((s.http_path.clone()?, s.name.clone())))
                 .collect(),
-            api_keys: h.auth.enabled.then(|| ApiKeys::new(&config.api_keys)),
+            api_keys: h
+                .auth
+                .enabled
+                .then(|| Arc::new(KeyStore::new(ApiKeys::new(&config.api_keys)))),
             seed_routes_open: h.auth.seed_routes == SeedRouteAccess::Open,
             client_rate: h.rate_limit.enabled.then(|| {
                 ClientRateLimiter::new(h.rate_limit.events_per_second, h.rate_limit.burst)
             }),
             key_by: h.rate_limit.key_by,
+            max_header_bytes: h.max_header_bytes.as_u64().min(usize::MAX as u64) as usize,
+            max_headers: h.max_headers.get(),
             responses: ["2xx", "4xx", "5xx"].map(|c| counter!(HTTP_REQUESTS, "class" => c)),
             rejected: HTTP_REJECT_REASONS.map(|r| counter!(HTTP_REJECTED, "reason" => r)),
         }
@@ -154,8 +165,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive(limits.keep_alive)
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
+        // Caps above the limits, which `head::check` enforces with a JSON
+        // answer; hyper's own 431 (empty body) only past the caps.
+        .max_buf_size(limits.max_header_bytes * head::HYPER_HEAD_FACTOR)
+        .max_headers(limits.max_headers * head::HYPER_HEAD_FACTOR);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let open: Gauge = gauge!(HTTP_CONNECTIONS);

@@ -51,7 +51,13 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    let resp = match route_and_ingest(&state, req, peer).await {
+    let checked = super::head::check(&req, state.max_header_bytes, state.max_headers)
+        .inspect_err(|_| state.count_rejected("headers_too_large"));
+    let resp = match checked {
+        Ok(()) => route_and_ingest(&state, req, peer).await,
+        Err(e) => Err(e),
+    };
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -253,9 +259,10 @@ fn authenticate(
     route: &Route,
     headers: &hyper::HeaderMap,
 ) -> Result<Option<Arc<str>>, ApiError> {
-    let Some(keys) = &state.api_keys else {
+    let Some(store) = &state.api_keys else {
         return Ok(None);
     };
+    let keys = store.current();
     if state.seed_routes_open && matches!(route, Route::Seed(_)) {
         return Ok(keys.identify(headers).ok().map(|c| c.name));
     }

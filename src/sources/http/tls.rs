@@ -7,8 +7,10 @@
 //! re-read on SIGHUP without touching the listener: new handshakes get the
 //! new certificate, open connections keep theirs. A reload that fails (a
 //! missing file, a key that does not match the certificate) logs an error
-//! and keeps serving the old certificate.
+//! and keeps serving the old certificate. `check-config` loads the same
+//! files ([`check_files`]).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -21,7 +23,10 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TlsSection;
+use crate::config::{ConfigError, TlsSection, ValidatedConfig};
+use crate::telemetry::metrics::count_reload;
+
+use super::reload::on_sighup;
 
 /// A certificate or key that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,44 @@ pub enum TlsError {
     },
     #[error("cannot build the TLS configuration: {0}")]
     Config(String),
+}
+
+impl TlsError {
+    /// As a config error naming the key at fault under `section`
+    /// (`http.tls` or `mqtt.tls`); the message names the file.
+    pub fn into_config_error(self, section: &str) -> ConfigError {
+        let field = match &self {
+            TlsError::Cert { .. } => "cert",
+            TlsError::Key { .. } | TlsError::Mismatch { .. } => "key",
+            TlsError::Config(_) => {
+                return ConfigError::Invalid {
+                    key: section.to_owned(),
+                    message: self.to_string(),
+                }
+            }
+        };
+        ConfigError::Invalid {
+            key: format!("{section}.{field}"),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// `check-config`: loads every configured certificate and key as start-up
+/// would (`[http.tls]`, and `[mqtt.tls]` of the embedded broker), so a file
+/// that is missing, unreadable, not PEM, or a key that does not fit its
+/// certificate is found before a deployment, not at it.
+pub fn check_files(config: &ValidatedConfig) -> Result<(), ConfigError> {
+    let sections = [
+        ("http.tls", config.file.http.tls.as_ref()),
+        ("mqtt.tls", config.file.mqtt.tls.as_ref()),
+    ];
+    for (section, files) in sections {
+        if let Some(files) = files {
+            CertStore::load(files).map_err(|e| e.into_config_error(section))?;
+        }
+    }
+    Ok(())
 }
 
 /// The served certificate, swapped whole on reload.
@@ -120,40 +163,31 @@ fn load_certified_key(
     })
 }
 
-/// Reloads `store` on every SIGHUP until `shutdown`.
-#[cfg(unix)]
-pub async fn reload_on_sighup(store: Option<Arc<CertStore>>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; certificate reload disabled");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            s = hup.recv() => if s.is_none() { return },
-            _ = shutdown.cancelled() => return,
-        }
-        match &store {
-            None => tracing::info!("SIGHUP received: no TLS certificate to reload"),
-            Some(store) => match store.reload() {
+/// Reloads `store` on every SIGHUP until `shutdown`; `what` (`http_tls`,
+/// `mqtt_tls`) labels the reload in `config_reloads_total`. The signal is
+/// listened for from the call on.
+pub fn reload_on_sighup(
+    store: Option<Arc<CertStore>>,
+    what: &'static str,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    on_sighup("certificate", shutdown, move || match &store {
+        None => tracing::info!("SIGHUP received: no TLS certificate to reload"),
+        Some(store) => {
+            let result = store.reload();
+            count_reload(what, result.is_ok());
+            match result {
                 Ok(()) => tracing::info!(
+                    what,
                     cert = %store.files.cert.display(),
                     "SIGHUP received: TLS certificate reloaded"
                 ),
                 Err(e) => tracing::error!(
+                    what,
                     error = %e,
                     "SIGHUP received: TLS reload failed; still serving the previous certificate"
                 ),
-            },
+            }
         }
-    }
-}
-
-/// No SIGHUP off Unix: the certificate stays as loaded.
-#[cfg(not(unix))]
-pub async fn reload_on_sighup(_store: Option<Arc<CertStore>>, shutdown: CancellationToken) {
-    shutdown.cancelled().await;
+    })
 }

@@ -120,7 +120,7 @@ pub async fn start(
                 .as_ref()
                 .map(|s| s.acceptor_for(&[]))
                 .transpose()?;
-            tokio::spawn(reload_on_sighup(cert_store, shutdown.clone()));
+            tokio::spawn(reload_on_sighup(cert_store, "mqtt_tls", shutdown.clone()));
             let embedded = broker::start(m).await?;
             let listener = TcpListener::bind(m.listen)
                 .await
