@@ -350,7 +350,7 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) 
                             ctx.reachable.store(true, Ordering::Relaxed);
                             ctx.metrics.throttled(reason);
                             if let Some(rate) = &ctx.rate {
-                                rate.throttled(charge, *reason == "key_range");
+                                rate.throttled(*reason == "key_range");
                             }
                         }
                         WriteError::Retriable { .. } => {
