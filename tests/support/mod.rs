@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
+pub mod outage;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
