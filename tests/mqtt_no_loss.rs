@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::ProvisionedThroughput;
 use dynamo_sim::{KeyType, SimConfig, Simulator, TableSpec};
 use rumqttc::QoS;
 use support::mqtt::{options, publish_all};
-use support::{count, dynamodb, metric, Gateway, Http};
+use support::{count, dynamodb, metric, wait_for_count, Gateway, Http};
 
 const DEVICES: usize = 10;
 const PER_DEVICE: usize = 5_000;
@@ -129,15 +129,8 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
     for p in publishers {
         p.await.expect("every message acknowledged");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut stored = 0;
-    while tokio::time::Instant::now() < deadline {
-        stored = count(&client, "IoTSensorData").await;
-        if stored >= DEVICES * PER_DEVICE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let want = DEVICES * PER_DEVICE;
+    let stored = wait_for_count(&client, "IoTSensorData", want, Duration::from_secs(120)).await;
     assert_eq!(
         stored,
         DEVICES * PER_DEVICE,

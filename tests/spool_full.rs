@@ -16,23 +16,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use support::mqtt::options;
 use support::outage::Outage;
-use support::{count, dynamodb, metric, query, Gateway, Http};
+use support::{dynamodb, eventually, metric, query, wait_for_count, Gateway, Http};
 
 const MQTT_MESSAGES: usize = 400;
 const MAX_POSTS: u64 = 5_000;
-
-/// Polls `cond` every 100 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_and_pauses_mqtt_without_losing_anything() {
@@ -139,10 +126,8 @@ async fn a_full_spool_answers_503_and_pauses_mqtt_without_losing_anything() {
     publisher.await.expect("publisher");
     let client = dynamodb(&db.direct).await;
     let want = acked.len() + MQTT_MESSAGES;
-    eventually("everything stored", Duration::from_secs(120), || async {
-        count(&client, "IoTSensorData").await >= want
-    })
-    .await;
+    let stored = wait_for_count(&client, "IoTSensorData", want, Duration::from_secs(120)).await;
+    assert_eq!(stored, want, "every acknowledged event stored, once");
     let seqs = |items: Vec<std::collections::HashMap<String, AttributeValue>>| -> BTreeSet<u64> {
         items
             .iter()

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use rumqttc::QoS;
 use support::mqtt::{options, publish_all};
 use support::outage::Outage;
-use support::{count, dynamodb, metric, query, Gateway, Http};
+use support::{count, dynamodb, eventually, metric, query, wait_for_count, Gateway, Http};
 
 const DEVICES: usize = 10;
 const PER_DEVICE: usize = 3_000;
@@ -78,15 +78,8 @@ async fn thirty_thousand_qos1_messages_survive_a_sixty_second_outage() {
 
     // Capacity returns.
     db.set_down(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let mut stored = 0;
-    while tokio::time::Instant::now() < deadline {
-        stored = count(&client, "IoTSensorData").await;
-        if stored >= DEVICES * PER_DEVICE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let want = DEVICES * PER_DEVICE;
+    let stored = wait_for_count(&client, "IoTSensorData", want, Duration::from_secs(180)).await;
     assert_eq!(
         stored,
         DEVICES * PER_DEVICE,
