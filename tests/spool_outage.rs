@@ -103,12 +103,10 @@ async fn thirty_thousand_qos1_messages_survive_a_sixty_second_outage() {
         .all(|i| i.get("temperature") == Some(&AttributeValue::N("20.5".into()))));
     assert!(gw.dead_letters().is_empty(), "{:?}", gw.dead_letters());
     // Everything written is released, so the spool empties.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while metric(&http, gw.admin, "dynamo_ingest_spool_records", "").await > 0.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spool records never released"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "spool records released",
+        Duration::from_secs(30),
+        || async { metric(&http, gw.admin, "dynamo_ingest_spool_records", "").await == 0.0 },
+    )
+    .await;
 }
