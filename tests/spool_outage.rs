@@ -12,8 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use rumqttc::QoS;
-use support::mqtt::{options, publish_all};
+use support::mqtt::spawn_sensor_fleet;
 use support::outage::Outage;
 use support::{count, dynamodb, eventually, metric, query, wait_for_count, Gateway, Http};
 
@@ -36,25 +35,7 @@ async fn thirty_thousand_qos1_messages_survive_a_sixty_second_outage() {
     let addr = gw.mqtt.expect("embedded broker listens");
     db.set_down(true);
     let started = tokio::time::Instant::now();
-    let publishers: Vec<_> = (0..DEVICES)
-        .map(|d| {
-            let messages = (0..PER_DEVICE)
-                .map(|i| {
-                    (
-                        format!("sensors/DEV{d}/telemetry"),
-                        format!(r#"{{"timestamp": {i}, "seq": {i}, "temperature": 20.5}}"#)
-                            .into_bytes(),
-                    )
-                })
-                .collect();
-            tokio::spawn(publish_all(
-                options(addr, &format!("dev-{d}")),
-                messages,
-                QoS::AtLeastOnce,
-                OUTAGE,
-            ))
-        })
-        .collect();
+    let publishers = spawn_sensor_fleet(addr, DEVICES, PER_DEVICE, 0, OUTAGE);
     // Every message is PUBACKed while DynamoDB refuses every write
     // (`publish_all` panics if not within the outage's length).
     for p in publishers {
