@@ -2,15 +2,18 @@
 //!
 //! Start-up: TLS certificate (if any) → metrics recorder → admin listener
 //! → DynamoDB client and table bootstrap → per table: queue, batcher,
-//! writer → spool (recovery) → router → spool replay → MQTT source and HTTP
-//! listener → the readiness line on stdout.
+//! writer → spool (recovery) → router → spool replay (recovered records
+//! into the tables' overflows) and one feeder per table → MQTT source and
+//! HTTP listener → the readiness line on stdout.
 //!
 //! Shutdown (SIGTERM/SIGINT), an ordered cascade bounded by
 //! `shutdown_grace`: stop accepting and let open requests finish, drain the
 //! MQTT link into the pipeline → the router's last handle drops, closing the queues → batchers flush at end of
 //! stream → writers drain. At the deadline `abort` fires and whatever is
 //! still unwritten goes to the dead-letter file. Nothing acknowledged is lost.
-//! Last, the spool deletes its fully released segments.
+//! The spool's feeders stop once their overflow is empty (or at the
+//! deadline: what waits on disk is replayed at the next start). Last, the
+//! spool persists its releases and deletes its fully released segments.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -227,6 +230,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
             path: sp.path.clone(),
             max_bytes: sp.max_bytes.as_u64(),
             segment_bytes: sp.segment_bytes.as_u64(),
+            release_tick: crate::pipeline::spool::RELEASE_TICK,
         };
         let (spool, recovered) =
             Spool::open(&options, spool_metrics).map_err(|source| AppError::Spool {
@@ -239,10 +243,14 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         (None, Vec::new())
     };
     let router = Arc::new(router);
+    let mut feeders = JoinSet::new();
     if let Some(spool) = &spool {
-        let replayed = replay::replay(&router, recovered, spool.metrics(), &shutdown).await;
+        let replayed = replay::replay(&router, recovered, spool.metrics());
         if replayed > 0 {
-            tracing::info!(records = replayed, "spool: replayed into the queues");
+            tracing::info!(records = replayed, "spool: replaying into the queues");
+        }
+        for feeder in router.feeders(spool.metrics()) {
+            feeders.spawn(feeder.run(shutdown.clone(), abort.clone()));
         }
     }
     let mqtt = mqtt_source::start(
@@ -327,6 +335,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         }
         while lanes.join_next().await.is_some() {}
     }
+    feeders.shutdown().await;
     if let Some(spool) = spool {
         spool.close();
     }

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ProvisionedThroughput;
 use dynamo_sim::{KeyType, SimConfig, Simulator, TableSpec};
-use rumqttc::QoS;
-use support::mqtt::{options, publish_all};
-use support::{count, dynamodb, metric, Gateway, Http};
+use support::mqtt::spawn_sensor_fleet;
+use support::{count, dynamodb, metric, wait_for_count, Gateway, Http};
 
 const DEVICES: usize = 10;
 const PER_DEVICE: usize = 5_000;
@@ -59,28 +58,7 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
     );
     let addr = gw.mqtt.expect("embedded broker listens");
     let started = tokio::time::Instant::now();
-    let publishers: Vec<_> = (0..DEVICES)
-        .map(|d| {
-            let messages = (0..PER_DEVICE)
-                .map(|i| {
-                    (
-                        format!("sensors/DEV{d}/telemetry"),
-                        format!(
-                            r#"{{"timestamp": {i}, "seq": {i}, "temperature": 20.5, "pad": "{}"}}"#,
-                            "x".repeat(100)
-                        )
-                        .into_bytes(),
-                    )
-                })
-                .collect();
-            tokio::spawn(publish_all(
-                options(addr, &format!("dev-{d}")),
-                messages,
-                QoS::AtLeastOnce,
-                Duration::from_secs(240),
-            ))
-        })
-        .collect();
+    let publishers = spawn_sensor_fleet(addr, DEVICES, PER_DEVICE, 100, Duration::from_secs(240));
 
     // The front pauses device reads while the pipeline is saturated.
     let http = Http::default();
@@ -129,15 +107,8 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
     for p in publishers {
         p.await.expect("every message acknowledged");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut stored = 0;
-    while tokio::time::Instant::now() < deadline {
-        stored = count(&client, "IoTSensorData").await;
-        if stored >= DEVICES * PER_DEVICE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let want = DEVICES * PER_DEVICE;
+    let stored = wait_for_count(&client, "IoTSensorData", want, Duration::from_secs(120)).await;
     assert_eq!(
         stored,
         DEVICES * PER_DEVICE,

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use metrics::Gauge;
+use tokio::sync::Notify;
 
 use crate::event::Item;
 
@@ -45,6 +46,8 @@ struct Shared {
     max_bytes: usize,
     depth: Gauge,
     depth_bytes: Gauge,
+    /// Wakes the spool's feeder (its only waiter) when capacity is released.
+    room: Notify,
 }
 
 /// A queue holding at most `max_items` items and `max_bytes` bytes.
@@ -67,6 +70,7 @@ pub fn bounded(
         max_bytes,
         depth,
         depth_bytes,
+        room: Notify::new(),
     });
     (
         QueueSender {
@@ -80,6 +84,11 @@ pub fn bounded(
 impl QueueSender {
     /// Admits all `items` or none.
     pub fn try_push(&self, items: Vec<Item>) -> Result<(), QueueFull> {
+        self.push_or_return(items).map_err(|_| QueueFull)
+    }
+
+    /// Like [`QueueSender::try_push`], handing the items back when full.
+    pub fn push_or_return(&self, items: Vec<Item>) -> Result<(), Vec<Item>> {
         if items.is_empty() {
             return Ok(());
         }
@@ -87,14 +96,18 @@ impl QueueSender {
         let bytes: usize = items.iter().map(|i| i.size as usize).sum();
         // Reserve and send under one lock, so that `close_and_drain` sees
         // every item that was ever admitted.
-        let mut u = self.shared.usage.lock().map_err(|_| QueueFull)?;
+        let Ok(mut u) = self.shared.usage.lock() else {
+            return Err(items);
+        };
         if u.closed
             || u.items + n > self.shared.max_items
             || u.bytes + bytes > self.shared.max_bytes
         {
-            return Err(QueueFull);
+            return Err(items);
         }
-        self.tx.try_send(items).map_err(|_| QueueFull)?;
+        if let Err(e) = self.tx.try_send(items) {
+            return Err(e.into_inner());
+        }
         u.items += n;
         u.bytes += bytes;
         self.shared.depth.set(u.items as f64);
@@ -105,6 +118,16 @@ impl QueueSender {
     /// Whether `items` items could ever fit (a request larger than the queue is refused outright).
     pub fn capacity_items(&self) -> usize {
         self.shared.max_items
+    }
+
+    /// The byte bound (a request larger than it is refused outright).
+    pub fn capacity_bytes(&self) -> usize {
+        self.shared.max_bytes
+    }
+
+    /// Completes after capacity was released since the last call (or now).
+    pub async fn room(&self) {
+        self.shared.room.notified().await;
     }
 }
 
@@ -136,6 +159,7 @@ impl Shared {
             self.depth.set(u.items as f64);
             self.depth_bytes.set(u.bytes as f64);
         }
+        self.room.notify_one();
     }
 }
 

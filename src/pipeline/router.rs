@@ -8,7 +8,13 @@
 //! the source acknowledge. A `spooled` request is also encoded as one spool
 //! record: its bytes are admitted before the queue push (a full spool
 //! refuses the request whole), and the record is handed to the spool's
-//! appender right after it; the source answers once it is fsynced.
+//! appender right after it; the source answers once it is fsynced. When the
+//! queue is full, or the table's overflow already holds records, a spooled
+//! request's items do not go to the queue at all: its record waits on disk
+//! in the table's overflow ([`super::spool::overflow`]) and the feeder
+//! brings it in later, so the queue's bound is no longer the request's
+//! limit, the spool's is. Other requests are refused as "queue full" while
+//! the overflow holds anything (they would overtake it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +26,9 @@ use serde_json::Value;
 use super::ack::Ack;
 use super::clock::SortClock;
 use super::queue::{QueueFull, QueueSender};
-use super::spool::codec::{self, Decoded};
-use super::spool::ticket::Ticket;
+use super::spool::codec;
+use super::spool::feeder::Feeder;
+use super::spool::overflow::Overflow;
 use super::spool::{self, AppendWait, Spool};
 use crate::config::{AckLevel, StreamSpec};
 use crate::event::map::{self, MapError};
@@ -46,15 +53,6 @@ pub enum IngestError {
     SpoolDisabled,
 }
 
-/// Why a recovered spool record could not be replayed now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReplayError {
-    #[error("its stream is no longer configured")]
-    UnknownStream,
-    #[error("the queue is full")]
-    QueueFull,
-}
-
 /// A request the pipeline took.
 #[derive(Debug)]
 pub struct Accepted {
@@ -74,6 +72,8 @@ pub struct StreamRoute {
     clock: Arc<SortClock>,
     pub metrics: StreamMetrics,
     spool: Option<Spool>,
+    /// The table's overflow (with the spool on).
+    overflow: Option<Arc<Overflow>>,
 }
 
 /// All streams, by name. Dropping the last clone closes the queues.
@@ -98,6 +98,7 @@ impl Router {
                     clock: clocks.get(&s.table.name)?.clone(),
                     metrics: StreamMetrics::register(&s.name),
                     spool: None,
+                    overflow: None,
                 };
                 Some((s.name.clone(), route))
             })
@@ -105,43 +106,49 @@ impl Router {
         Self { streams }
     }
 
-    /// Spools `spooled` requests into `spool`.
+    /// Spools `spooled` requests into `spool`, with one overflow per table.
     pub fn with_spool(mut self, spool: Spool) -> Self {
+        let mut overflows: HashMap<String, Arc<Overflow>> = HashMap::new();
         for route in self.streams.values_mut() {
             route.spool = Some(spool.clone());
+            let overflow = overflows.entry(route.spec.table.name.clone()).or_default();
+            route.overflow = Some(overflow.clone());
         }
         self
+    }
+
+    /// One feeder per table with an overflow (to be spawned by the caller).
+    pub fn feeders(&self, metrics: &crate::telemetry::metrics::SpoolMetrics) -> Vec<Feeder> {
+        let mut feeders: HashMap<&str, Feeder> = HashMap::new();
+        for route in self.streams.values() {
+            let (Some(overflow), Some(spool)) = (&route.overflow, &route.spool) else {
+                continue;
+            };
+            let table = route.spec.table.name.as_str();
+            feeders
+                .entry(table)
+                .or_insert_with(|| Feeder {
+                    table: table.to_owned(),
+                    overflow: overflow.clone(),
+                    queue: route.queue.clone(),
+                    streams: HashMap::new(),
+                    dir: spool.dir().to_path_buf(),
+                    metrics: metrics.clone(),
+                })
+                .streams
+                .insert(route.spec.name.to_string(), route.spec.name.clone());
+        }
+        feeders.into_values().collect()
+    }
+
+    /// The overflow of `stream`'s table (start-up replay).
+    pub fn overflow(&self, stream: &str) -> Option<&Arc<Overflow>> {
+        self.streams.get(stream)?.overflow.as_ref()
     }
 
     /// Whether `ack=spooled` is available.
     pub fn has_spool(&self) -> bool {
         self.streams.values().any(|r| r.spool.is_some())
-    }
-
-    /// Puts a recovered spool record's items back into its stream's queue.
-    pub fn replay(&self, record: &Decoded, ticket: Arc<Ticket>) -> Result<(), ReplayError> {
-        let route = self
-            .streams
-            .get(record.stream.as_str())
-            .ok_or(ReplayError::UnknownStream)?;
-        let ack = Arc::new(Ack::spooled(record.items.len(), ticket));
-        let now = Instant::now();
-        let items = record
-            .items
-            .iter()
-            .map(|(key, attrs)| Item {
-                size: size::item_size(attrs) as u32,
-                attrs: attrs.clone(),
-                key: key.clone(),
-                stream: route.spec.name.clone(),
-                received: now,
-                acks: vec![ack.clone()],
-            })
-            .collect();
-        route
-            .queue
-            .try_push(items)
-            .map_err(|QueueFull| ReplayError::QueueFull)
     }
 
     pub fn stream(&self, name: &str) -> Option<&StreamRoute> {
@@ -220,6 +227,11 @@ impl StreamRoute {
         if count > self.queue.capacity_items() {
             return Err(IngestError::TooManyEvents(count));
         }
+        // Spooled or not, a request never overtakes the table's overflow.
+        let overflowing = self.overflow.as_ref().is_some_and(|o| o.waiting() > 0);
+        if overflowing && ack_level != AckLevel::Spooled {
+            return Err(IngestError::QueueFull);
+        }
         let now = Instant::now();
         let spool = match (ack_level, &self.spool) {
             (AckLevel::Spooled, None) => return Err(IngestError::SpoolDisabled),
@@ -277,22 +289,31 @@ impl StreamRoute {
                 acks: ack.iter().cloned().collect(),
             });
         }
-        let record = match (spool, ticket) {
+        let bytes: usize = items.iter().map(|i| i.size as usize).sum();
+        if bytes > self.queue.capacity_bytes() {
+            return Err(IngestError::TooManyEvents(count));
+        }
+        let spooled = match (spool, ticket) {
             (Some(spool), Some(ticket)) => {
                 let payload = codec::encode(spool::ledger::now_ms(), &self.spec.name, &items);
                 let reservation = spool
                     .reserve(payload.len())
                     .map_err(|_| IngestError::SpoolFull)?;
-                Some((spool, reservation, payload, ticket))
+                let pushed = !overflowing && self.queue.push_or_return(items).is_ok();
+                // Not in the queue: the record waits in the overflow.
+                let overflow = self.overflow.clone().filter(|_| !pushed);
+                if let Some(o) = &overflow {
+                    o.admit();
+                }
+                Some(spool.submit(reservation, payload, ticket, overflow))
             }
-            _ => None,
+            _ => {
+                self.queue
+                    .try_push(items)
+                    .map_err(|QueueFull| IngestError::QueueFull)?;
+                None
+            }
         };
-        self.queue
-            .try_push(items)
-            .map_err(|QueueFull| IngestError::QueueFull)?;
-        let spooled = record.map(|(spool, reservation, payload, ticket)| {
-            spool.submit(reservation, payload, ticket)
-        });
         let ack = ack.filter(|_| ack_level == AckLevel::Written);
         Ok(Accepted {
             count,

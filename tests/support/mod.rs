@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod mqtt;
+pub mod outage;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -470,4 +471,30 @@ pub async fn metric(http: &Http, admin: SocketAddr, name: &str, label: &str) -> 
         .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Polls `cond` every 100 ms until it holds; panics after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls the item count of `table` until it reaches `want` or `limit`
+/// passes; returns the last count.
+pub async fn wait_for_count(client: &Client, table: &str, want: usize, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let stored = count(client, table).await;
+        if stored >= want || tokio::time::Instant::now() >= deadline {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

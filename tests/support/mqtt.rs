@@ -165,3 +165,37 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// `devices` sensor devices (`DEV{d}`, client id `dev-{d}`), each publishing
+/// `per_device` QoS 1 telemetry messages with `timestamp` = `seq` = i and a
+/// `pad` of `pad` bytes; each task ends when all its messages are PUBACKed.
+pub fn spawn_sensor_fleet(
+    addr: SocketAddr,
+    devices: usize,
+    per_device: usize,
+    pad: usize,
+    limit: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..devices)
+        .map(|d| {
+            let messages = (0..per_device)
+                .map(|i| {
+                    (
+                        format!("sensors/DEV{d}/telemetry"),
+                        format!(
+                            r#"{{"timestamp": {i}, "seq": {i}, "temperature": 20.5, "pad": "{}"}}"#,
+                            "x".repeat(pad)
+                        )
+                        .into_bytes(),
+                    )
+                })
+                .collect();
+            tokio::spawn(publish_all(
+                options(addr, &format!("dev-{d}")),
+                messages,
+                QoS::AtLeastOnce,
+                limit,
+            ))
+        })
+        .collect()
+}

@@ -173,6 +173,7 @@ impl EventGen {
         let ack = match ack {
             Ack::Queued => "queued",
             Ack::Written => "written",
+            Ack::Spooled => "spooled",
         };
         match route {
             Route::Stream => {

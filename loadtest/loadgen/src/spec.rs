@@ -52,6 +52,8 @@ pub enum Ack {
     Queued,
     /// Answered once DynamoDB confirmed the write.
     Written,
+    /// Answered once fsynced to the gateway's disk spool (needs `[spool] enabled`).
+    Spooled,
 }
 
 /// One load run. Every field has a flag; scenario files use the same names

@@ -12,20 +12,21 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::ledger::{now_ms, Ledger};
+use super::overflow::{Located, Overflow};
 use super::record::{encode_frame, HEADER_BYTES};
 use super::ticket::Ticket;
 use super::{segment_path, SpoolError};
 
 /// Most appends written per fsync; bounds one group's buffer.
 const MAX_GROUP: usize = 4096;
-/// How often an idle appender deletes released segments and refreshes the age gauge.
+/// How long an idle appender waits before checking for shutdown again.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// One request's record on its way to disk.
@@ -33,16 +34,43 @@ pub(super) struct Append {
     pub payload: Vec<u8>,
     pub reserved: u64,
     pub ticket: Arc<Ticket>,
+    /// Set when the items did not go to the queue: the record waits in
+    /// this overflow once it is on disk.
+    pub overflow: Option<Arc<Overflow>>,
     pub done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
-/// Each append's (segment, frame bytes), and the segments closed on the way.
-type Placed = (Vec<(u64, u64)>, Vec<u64>);
+impl Append {
+    /// The record will not be written.
+    pub fn fail(self, ledger: &Ledger, err: SpoolError) {
+        ledger.unreserve(self.reserved);
+        self.ticket.append_failed();
+        if let Some(o) = &self.overflow {
+            o.append_failed();
+        }
+        let _ = self.done.send(Err(err));
+    }
+}
+
+/// Where one append landed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Place {
+    pub segment: u64,
+    pub ordinal: u32,
+    /// Frame bytes (header included).
+    pub frame: u64,
+    /// Byte offset of the payload in the segment file.
+    pub offset: u64,
+}
+
+/// Each append's place, and the segments closed on the way.
+type Placed = (Vec<Place>, Vec<u64>);
 
 struct Active {
     id: u64,
     file: File,
     bytes: u64,
+    records: u32,
 }
 
 pub(super) struct Appender {
@@ -58,8 +86,6 @@ impl Appender {
         let mut active: Option<Active> = None;
         let mut buf = Vec::new();
         loop {
-            delete_doomed(&self.dir, &self.ledger);
-            self.ledger.publish_age();
             let first = match rx.recv_timeout(IDLE_TICK) {
                 Ok(a) => a,
                 Err(flume::RecvTimeoutError::Timeout) => continue,
@@ -70,10 +96,18 @@ impl Appender {
             match self.write_group(&mut active, &group, &mut buf) {
                 Ok((placed, closed)) => {
                     let now = now_ms();
-                    for (a, (segment, frame)) in group.into_iter().zip(placed) {
-                        self.ledger.appended(segment, frame, a.reserved, now);
-                        self.ledger.metrics().appended_bytes.increment(frame);
-                        a.ticket.appended(segment);
+                    for (a, p) in group.into_iter().zip(placed) {
+                        self.ledger.appended(p.segment, p.frame, a.reserved, now);
+                        self.ledger.metrics().appended_bytes.increment(p.frame);
+                        a.ticket.appended(p.segment, p.ordinal);
+                        if let Some(o) = &a.overflow {
+                            o.located(Located {
+                                segment: p.segment,
+                                offset: p.offset,
+                                len: a.payload.len() as u32,
+                                ticket: a.ticket.clone(),
+                            });
+                        }
                         let _ = a.done.send(Ok(()));
                     }
                     for segment in closed {
@@ -86,14 +120,11 @@ impl Appender {
                         self.ledger.seal(a.id);
                     }
                     for a in group {
-                        self.ledger.unreserve(a.reserved);
-                        a.ticket.append_failed();
-                        let _ = a.done.send(Err(SpoolError::Io(e.to_string())));
+                        a.fail(&self.ledger, SpoolError::Io(e.to_string()));
                     }
                 }
             }
         }
-        delete_doomed(&self.dir, &self.ledger);
     }
 
     /// Writes and fsyncs a group; returns each append's segment and frame
@@ -124,8 +155,14 @@ impl Appender {
             }
             if let Some(s) = active.as_mut() {
                 encode_frame(&a.payload, buf);
+                placed.push(Place {
+                    segment: s.id,
+                    ordinal: s.records,
+                    frame,
+                    offset: s.bytes + HEADER_BYTES as u64,
+                });
                 s.bytes += frame;
-                placed.push((s.id, frame));
+                s.records += 1;
             }
         }
         if let Some(s) = active.as_mut() {
@@ -151,17 +188,11 @@ impl Appender {
             .open(&path)?;
         // The new file's name must be durable before its records are acknowledged.
         File::open(&self.dir)?.sync_all()?;
-        Ok(Active { id, file, bytes: 0 })
-    }
-}
-
-fn delete_doomed(dir: &Path, ledger: &Ledger) {
-    for id in ledger.take_doomed() {
-        let path = segment_path(dir, id);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(error = %e, path = %path.display(), "cannot delete a released spool segment");
-            }
-        }
+        Ok(Active {
+            id,
+            file,
+            bytes: 0,
+            records: 0,
+        })
     }
 }

@@ -6,7 +6,10 @@
 //! Admission refuses when `disk_bytes + reserved` would pass `max_bytes`, so
 //! the directory never grows past it. A segment is doomed (its file to be
 //! deleted) once it is sealed — no more appends go to it — and its last
-//! record is released. Locks: a [`super::ticket::Ticket`] may call in here
+//! record is released; releases wait in `pending` until the releaser thread
+//! persists them ([`super::release`]), and it takes doomed segments and
+//! pending releases in one step, so a segment's file is deleted only after
+//! every release made before it was doomed is on disk. Locks: a [`super::ticket::Ticket`] may call in here
 //! while holding its own lock; the ledger never calls out.
 
 use std::collections::BTreeMap;
@@ -27,6 +30,11 @@ struct Segment {
     /// Epoch milliseconds of its first record (oldest-record age).
     first_ms: Option<u64>,
     sealed: bool,
+    /// Ordinals released (persisted or pending): the release log's
+    /// compaction rewrites them.
+    released: Vec<u32>,
+    /// Its file is to be deleted (kept here, marks and all, until it is).
+    doomed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +44,19 @@ struct State {
     reserved: u64,
     records: u64,
     doomed: Vec<u64>,
+    /// Releases not yet persisted, in release order.
+    pending: Vec<(u64, u32)>,
+    /// The last admission was refused (logged once per episode).
+    full: bool,
+}
+
+/// What the releaser persists and deletes in one tick.
+#[derive(Debug, Default)]
+pub struct Flush {
+    /// Releases to append to the release log, in order.
+    pub releases: Vec<(u64, u32)>,
+    /// Segments to delete once `releases` are persisted.
+    pub doomed: Vec<u64>,
 }
 
 /// Shared by the router (admission), the appender thread and the tickets
@@ -71,7 +92,19 @@ impl Ledger {
         let mut s = self.lock();
         if s.disk_bytes + s.reserved + bytes > self.max_bytes {
             self.metrics.full.increment(1);
+            if !s.full {
+                s.full = true;
+                tracing::warn!(
+                    max_bytes = self.max_bytes,
+                    disk_bytes = s.disk_bytes,
+                    "spool full: spooled HTTP requests get 503 + Retry-After, the MQTT broker stops reading devices"
+                );
+            }
             return Err(SpoolFull);
+        }
+        if s.full {
+            s.full = false;
+            tracing::info!(disk_bytes = s.disk_bytes, "spool has room again");
         }
         s.reserved += bytes;
         Ok(())
@@ -83,8 +116,16 @@ impl Ledger {
         s.reserved = s.reserved.saturating_sub(bytes);
     }
 
-    /// A segment found at start-up: `live` intact records, `bytes` on disk after any cut.
-    pub fn recovered(&self, segment: u64, bytes: u64, live: u64, first_ms: Option<u64>) {
+    /// A segment found at start-up: `live` intact unreleased records,
+    /// `bytes` on disk after any cut, `released` its persisted marks.
+    pub fn recovered(
+        &self,
+        segment: u64,
+        bytes: u64,
+        live: u64,
+        first_ms: Option<u64>,
+        released: Vec<u32>,
+    ) {
         let mut s = self.lock();
         s.disk_bytes += bytes;
         s.records += live;
@@ -95,6 +136,8 @@ impl Ledger {
                 bytes,
                 first_ms,
                 sealed: true,
+                released,
+                doomed: false,
             },
         );
         if live == 0 {
@@ -135,24 +178,58 @@ impl Ledger {
         }
     }
 
-    /// A record of `segment` was written to DynamoDB or dead-lettered.
-    pub fn release(&self, segment: u64) {
+    /// Record `ordinal` of `segment` was written to DynamoDB or dead-lettered.
+    pub fn release(&self, segment: u64, ordinal: u32) {
         let mut s = self.lock();
         let Some(seg) = s.segments.get_mut(&segment) else {
             return;
         };
         seg.live = seg.live.saturating_sub(1);
+        seg.released.push(ordinal);
         let empty = seg.live == 0 && seg.sealed;
         s.records = s.records.saturating_sub(1);
+        s.pending.push((segment, ordinal));
         if empty {
             doom(&mut s, segment);
         }
         self.publish(&s);
     }
 
-    /// Segments whose files should now be deleted.
-    pub fn take_doomed(&self) -> Vec<u64> {
-        std::mem::take(&mut self.lock().doomed)
+    /// The releases to persist and, behind them, the segments to delete.
+    pub fn take_flush(&self) -> Flush {
+        let mut s = self.lock();
+        Flush {
+            releases: std::mem::take(&mut s.pending),
+            doomed: std::mem::take(&mut s.doomed),
+        }
+    }
+
+    /// Like [`Ledger::take_flush`] for a rewrite of the release log: every
+    /// release mark of the segment files still on disk (doomed ones
+    /// included), pending ones too (taken: the caller persists them all).
+    pub fn take_marks(&self) -> (super::release::Marks, Vec<u64>) {
+        let mut s = self.lock();
+        s.pending.clear();
+        let marks = s
+            .segments
+            .iter()
+            .filter(|(_, seg)| !seg.released.is_empty())
+            .map(|(&id, seg)| (id, seg.released.clone()))
+            .collect();
+        (marks, std::mem::take(&mut s.doomed))
+    }
+
+    /// These doomed segments' files are deleted.
+    pub fn forget(&self, ids: &[u64]) {
+        let mut s = self.lock();
+        for id in ids {
+            s.segments.remove(id);
+        }
+    }
+
+    /// Persisting failed: these doomed segments wait for the next flush.
+    pub fn return_doomed(&self, ids: Vec<u64>) {
+        self.lock().doomed.extend(ids);
     }
 
     /// Unreleased records (tests and start-up logs).
@@ -183,11 +260,19 @@ impl Ledger {
     }
 }
 
+/// Its bytes stop counting against `max_bytes` now (the file goes at the
+/// next flush); the entry stays, with its marks, until the file is deleted.
 fn doom(s: &mut State, segment: u64) {
-    if let Some(seg) = s.segments.remove(&segment) {
-        s.disk_bytes = s.disk_bytes.saturating_sub(seg.bytes);
-        s.doomed.push(segment);
+    let Some(seg) = s.segments.get_mut(&segment) else {
+        return;
+    };
+    if seg.doomed {
+        return;
     }
+    seg.doomed = true;
+    let bytes = seg.bytes;
+    s.disk_bytes = s.disk_bytes.saturating_sub(bytes);
+    s.doomed.push(segment);
 }
 
 /// Wall-clock epoch milliseconds (record timestamps survive restarts).
@@ -222,14 +307,34 @@ mod tests {
         let l = ledger(1000);
         l.appended(1, 10, 0, 0);
         l.appended(1, 10, 0, 0);
-        l.release(1);
-        l.release(1);
-        assert!(l.take_doomed().is_empty(), "the active segment stays");
+        l.release(1, 1);
+        l.release(1, 0);
+        let f = l.take_flush();
+        assert!(f.doomed.is_empty(), "the active segment stays");
+        assert_eq!(f.releases, vec![(1, 1), (1, 0)], "in release order");
         l.appended(1, 10, 0, 0);
         l.seal(1);
-        assert!(l.take_doomed().is_empty(), "one record still live");
-        l.release(1);
-        assert_eq!(l.take_doomed(), vec![1]);
-        assert_eq!((l.records(), l.disk_bytes()), (0, 0));
+        assert!(l.take_flush().doomed.is_empty(), "one record still live");
+        l.appended(2, 10, 0, 0);
+        l.release(2, 0);
+        l.release(1, 2);
+        let f = l.take_flush();
+        assert_eq!(f.doomed, vec![1]);
+        assert_eq!(
+            f.releases,
+            vec![(2, 0), (1, 2)],
+            "every release before the doom is persisted with it"
+        );
+        assert_eq!(l.records(), 0);
+        assert_eq!(l.disk_bytes(), 10, "segment 2 is still active");
+        let (marks, _) = l.take_marks();
+        assert_eq!(
+            marks,
+            super::super::release::Marks::from([(1, vec![1, 0, 2]), (2, vec![0])]),
+            "a doomed segment keeps its marks until its file is gone"
+        );
+        l.forget(&[1]);
+        let (marks, _) = l.take_marks();
+        assert_eq!(marks, super::super::release::Marks::from([(2, vec![0])]));
     }
 }

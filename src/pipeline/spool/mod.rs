@@ -7,26 +7,35 @@
 //! once the appender thread fsynced the record (grouped with every other
 //! append waiting, see [`appender`]). The items enter the queue at the same
 //! time as the record is written; the record is released once all of them
-//! are written or dead-lettered AND it is on disk ([`ticket`]), and a
-//! segment file is deleted once it is closed and all its records released
-//! ([`ledger`]). On start-up [`Spool::open`] scans the segments ([`record`]):
-//! intact records are handed back for replay (before the listeners open),
-//! damaged ones are counted and logged, a torn tail is cut.
+//! are written or dead-lettered AND it is on disk ([`ticket`]); releases
+//! are persisted lazily in a release log ([`release`], by the [`releaser`]
+//! thread), and a segment file is deleted once it is closed and all its
+//! records released ([`ledger`]). On start-up [`Spool::open`] scans the
+//! segments ([`record`]): intact records not marked released are handed
+//! back for replay (before the listeners open), damaged ones are counted
+//! and logged, a torn tail is cut.
 //!
 //! Invariants: nothing is acknowledged before it is fsynced; nothing leaves
-//! the disk before DynamoDB (or the dead-letter file) has it; the directory
-//! holds at most `max_bytes` of segments (new appends are refused first).
+//! the disk before DynamoDB (or the dead-letter file) has it; a record
+//! whose release was persisted is never replayed, and the persisted
+//! releases are a prefix of the release order; the directory holds at most
+//! `max_bytes` of segments (new appends are refused first).
 
 mod appender;
 pub mod codec;
+pub mod feeder;
 pub mod ledger;
+pub mod overflow;
 pub mod record;
+pub mod release;
+mod releaser;
 pub mod replay;
 pub mod ticket;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -34,10 +43,15 @@ use crate::telemetry::metrics::SpoolMetrics;
 use appender::{Append, Appender};
 use ledger::Ledger;
 pub use ledger::SpoolFull;
+use releaser::Releaser;
 use ticket::Ticket;
 
 /// Appends waiting for the appender thread; admission by bytes keeps it far below.
 const CHANNEL_CAPACITY: usize = 65_536;
+/// How often releases are persisted and released segments deleted. A
+/// release not yet persisted at a crash means one more replay of an item
+/// DynamoDB already has (an overwrite with the same value).
+pub const RELEASE_TICK: Duration = Duration::from_millis(100);
 
 /// Why the spool could not take or keep a record.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,14 +73,18 @@ pub struct SpoolOptions {
     pub path: PathBuf,
     pub max_bytes: u64,
     pub segment_bytes: u64,
+    /// How often releases are persisted ([`RELEASE_TICK`]).
+    pub release_tick: Duration,
 }
 
-/// A record found at start-up, to replay.
+/// A record found at start-up, to replay: its stream and its place on disk
+/// (the payload stays there until the feeder reads it back).
 #[derive(Debug)]
 pub struct Recovered {
-    pub payload: Vec<u8>,
-    /// Its release handle (already on disk).
-    pub ticket: Arc<Ticket>,
+    /// Its stream, or why the record does not decode.
+    pub stream: Result<String, codec::DecodeError>,
+    /// Its place and release handle.
+    pub at: overflow::Located,
 }
 
 /// Handle to the spool; cheap to clone. The appender thread stops when the
@@ -76,6 +94,9 @@ pub struct Spool {
     tx: flume::Sender<Append>,
     ledger: Arc<Ledger>,
     dir: Arc<PathBuf>,
+    releaser: Arc<Releaser>,
+    /// Dropped with the last handle: stops the releaser thread.
+    _releaser_stop: flume::Sender<()>,
 }
 
 /// Admitted bytes, returned to the ledger unless the append is submitted.
@@ -112,12 +133,30 @@ impl Spool {
     ) -> std::io::Result<(Spool, Vec<Recovered>)> {
         std::fs::create_dir_all(&options.path)?;
         let ledger = Arc::new(Ledger::new(options.max_bytes, metrics));
+        let mut marks = release::load(&options.path)?;
+        // Ids never repeat, not even those only the release log remembers.
+        let mut next_segment = marks.keys().next_back().map_or(1, |id| id + 1);
         let mut recovered = Vec::new();
-        let mut next_segment = 1;
+        let mut kept = release::Marks::new();
         for (id, path) in segments(&options.path)? {
             next_segment = next_segment.max(id + 1);
-            recover_segment(id, &path, &ledger, &mut recovered)?;
+            let released = marks.remove(&id).unwrap_or_default();
+            recover_segment(id, &path, &ledger, released.clone(), &mut recovered)?;
+            if !released.is_empty() {
+                kept.insert(id, released);
+            }
         }
+        // Marks of segments already deleted are dropped (their ids are never
+        // reused); the rewrite is durable before the appender starts.
+        let log = release::ReleaseLog::rewrite(&options.path, &kept)?;
+        let releaser = Arc::new(Releaser::new(log, ledger.clone(), &options.path));
+        let (releaser_stop, stop_rx) = flume::bounded(1);
+        std::thread::Builder::new()
+            .name("spool-releaser".into())
+            .spawn({
+                let (releaser, tick) = (releaser.clone(), options.release_tick);
+                move || releaser.run(stop_rx, tick)
+            })?;
         let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
         let appender = Appender {
             dir: options.path.clone(),
@@ -140,6 +179,8 @@ impl Spool {
                 tx,
                 ledger,
                 dir: Arc::new(options.path.clone()),
+                releaser,
+                _releaser_stop: releaser_stop,
             },
             recovered,
         ))
@@ -160,18 +201,22 @@ impl Spool {
         })
     }
 
-    /// Hands an admitted record to the appender thread.
+    /// Hands an admitted record to the appender thread. With `overflow`
+    /// (already [`overflow::Overflow::admit`]ted) the record's items are not in the
+    /// queue: once on disk the record waits there for the feeder.
     pub fn submit(
         &self,
         mut reservation: Reservation,
         payload: Vec<u8>,
         ticket: Arc<Ticket>,
+        overflow: Option<Arc<overflow::Overflow>>,
     ) -> AppendWait {
         let (done, rx) = oneshot::channel();
         let append = Append {
             payload,
             reserved: std::mem::take(&mut reservation.bytes),
             ticket,
+            overflow,
             done,
         };
         if let Err(e) = self.tx.try_send(append) {
@@ -179,11 +224,14 @@ impl Spool {
                 flume::TrySendError::Full(a) => (a, SpoolError::Full),
                 flume::TrySendError::Disconnected(a) => (a, SpoolError::Closed),
             };
-            self.ledger.unreserve(append.reserved);
-            append.ticket.append_failed();
-            let _ = append.done.send(Err(err));
+            append.fail(&self.ledger, err);
         }
         AppendWait(rx)
+    }
+
+    /// The directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Unreleased records.
@@ -201,14 +249,18 @@ impl Spool {
         self.ledger.metrics()
     }
 
+    /// Persists the releases made so far and deletes released segments now
+    /// (the releaser thread does it every [`RELEASE_TICK`]).
+    pub fn sync_releases(&self) {
+        self.releaser.flush();
+    }
+
     /// End of a clean shutdown, after the writers drained: seals every
-    /// segment and deletes those fully released, so the next start replays
-    /// only what is really unwritten.
+    /// segment, persists every release and deletes the segments fully
+    /// released, so the next start replays only what is really unwritten.
     pub fn close(self) {
         self.ledger.seal_all();
-        for id in self.ledger.take_doomed() {
-            let _ = std::fs::remove_file(segment_path(&self.dir, id));
-        }
+        self.releaser.close();
     }
 }
 
@@ -234,10 +286,12 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// Scans one segment; its records not in `released` are to be replayed.
 fn recover_segment(
     id: u64,
     path: &Path,
     ledger: &Arc<Ledger>,
+    released: Vec<u32>,
     recovered: &mut Vec<Recovered>,
 ) -> std::io::Result<()> {
     let buf = std::fs::read(path)?;
@@ -264,15 +318,23 @@ fn recover_segment(
         f.sync_all()?;
         bytes = cut as u64;
     }
-    let first_ms = scan
+    let done: std::collections::HashSet<u32> = released.iter().copied().collect();
+    let live: Vec<_> = scan
         .frames
-        .first()
-        .and_then(|&(o, l)| codec::time_ms(&buf[o..o + l]));
-    ledger.recovered(id, bytes, scan.frames.len() as u64, first_ms);
-    for (o, l) in scan.frames {
+        .into_iter()
+        .filter(|f| !done.contains(&f.ordinal))
+        .collect();
+    let first_ms = live.first().and_then(|f| codec::time_ms(f.payload(&buf)));
+    ledger.recovered(id, bytes, live.len() as u64, first_ms, released);
+    for f in live {
         recovered.push(Recovered {
-            payload: buf[o..o + l].to_vec(),
-            ticket: Arc::new(Ticket::recovered(ledger.clone(), id)),
+            stream: codec::decode(f.payload(&buf)).map(|d| d.stream),
+            at: overflow::Located {
+                segment: id,
+                offset: f.offset as u64,
+                len: f.len as u32,
+                ticket: Arc::new(Ticket::recovered(ledger.clone(), id, f.ordinal)),
+            },
         });
     }
     Ok(())

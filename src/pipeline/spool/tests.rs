@@ -10,7 +10,14 @@ fn options(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolOptions {
         path: dir.to_path_buf(),
         max_bytes,
         segment_bytes,
+        release_tick: RELEASE_TICK,
     }
+}
+
+/// Releases persisted only by `sync_releases`: the test decides when.
+fn manual(mut o: SpoolOptions) -> SpoolOptions {
+    o.release_tick = Duration::from_secs(3600);
+    o
 }
 
 fn open(o: &SpoolOptions) -> (Spool, Vec<Recovered>) {
@@ -21,7 +28,7 @@ async fn append(spool: &Spool, payload: &[u8]) -> Arc<Ticket> {
     let ticket = spool.ticket();
     let r = spool.reserve(payload.len()).expect("room");
     spool
-        .submit(r, payload.to_vec(), ticket.clone())
+        .submit(r, payload.to_vec(), ticket.clone(), None)
         .wait()
         .await
         .expect("fsynced");
@@ -70,7 +77,7 @@ async fn appended_records_come_back_after_reopen_in_order() {
     assert_eq!(spool.records(), 64);
     drop(spool);
     let (_spool, recovered) = open(&o);
-    let mut got: Vec<Vec<u8>> = recovered.into_iter().map(|r| r.payload).collect();
+    let mut got = payloads(dir.path(), &recovered);
     got.sort();
     let mut want: Vec<Vec<u8>> = (0..64).map(payload).collect();
     want.sort();
@@ -99,10 +106,114 @@ async fn released_records_are_not_replayed_and_their_segments_deleted() {
     assert_eq!(spool.records(), 1);
     drop(spool);
     let (_s, recovered) = open(&o);
-    // Releases are not persisted: the released record sharing the live
-    // segment comes back too (a rewrite of the same item), the deleted
-    // segments' records do not.
-    assert_eq!(recovered.len(), 2, "only the surviving segment is replayed");
+    // The flush that deleted the closed segments persisted every release
+    // before it: the released record sharing the live segment stays too.
+    assert_eq!(recovered.len(), 1, "only the unreleased record is replayed");
+    assert_eq!(payloads(dir.path(), &recovered), vec![big]);
+}
+
+/// What a kill -9 would leave: a copy of the directory's files now.
+fn crash_image(dir: &Path) -> tempfile::TempDir {
+    let image = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name");
+        std::fs::copy(&path, image.path().join(name)).expect("copy");
+    }
+    image
+}
+
+/// The recovered records' payloads, read back from `dir`.
+fn payloads(dir: &Path, recovered: &[Recovered]) -> Vec<Vec<u8>> {
+    recovered
+        .iter()
+        .map(|r| {
+            feeder::read_payload(dir, &r.at)
+                .expect("readable")
+                .expect("intact")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_persisted_release_is_never_replayed_an_unpersisted_one_may_be() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = manual(options(dir.path(), 1 << 20, 1 << 16));
+    let (spool, _) = open(&o);
+    let a = append(&spool, &payload(0)).await;
+    let b = append(&spool, &payload(1)).await;
+    let c = append(&spool, &payload(2)).await;
+    b.settle();
+    spool.sync_releases();
+    c.settle();
+    let image = crash_image(dir.path());
+    let (_s, recovered) = open(&options(image.path(), 1 << 20, 1 << 16));
+    assert_eq!(
+        payloads(image.path(), &recovered),
+        vec![payload(0), payload(2)],
+        "b's release was persisted, c's not yet"
+    );
+    // After the next flush c is not replayed either.
+    spool.sync_releases();
+    let image = crash_image(dir.path());
+    let (_s, recovered) = open(&options(image.path(), 1 << 20, 1 << 16));
+    assert_eq!(payloads(image.path(), &recovered), vec![payload(0)]);
+    drop(a);
+}
+
+/// The upsert case: an old value of a key in a segment pinned by another
+/// record, the new value in a later segment deleted once released. Before
+/// release marks were persisted, a crash replayed the old value over the
+/// new one (the new one's segment was gone).
+#[tokio::test]
+async fn an_older_upsert_is_never_replayed_over_a_newer_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = manual(options(dir.path(), 1 << 20, 4096));
+    let (spool, _) = open(&o);
+    let pad = |tag: &str| {
+        let mut p = tag.as_bytes().to_vec();
+        p.resize(1500, b'.');
+        p
+    };
+    let pin = append(&spool, &pad("pin")).await;
+    let old = append(&spool, &pad("cart:u1/i1 quantity=1")).await;
+    let new = append(&spool, &pad("cart:u1/i1 quantity=2")).await;
+    let other = append(&spool, &pad("other")).await;
+    append(&spool, &pad("tail")).await;
+    let first = seg_files(dir.path())[0];
+    assert_eq!(
+        seg_files(dir.path()).len(),
+        3,
+        "two 1.5 KiB records per segment"
+    );
+    // DynamoDB confirms the old value, then the new one.
+    old.settle();
+    new.settle();
+    other.settle();
+    // Every crash image from here on: the old value is replayed only if
+    // the new one is too (after it).
+    let check = |when: &str| {
+        let image = crash_image(dir.path());
+        let (_s, recovered) = open(&options(image.path(), 1 << 20, 4096));
+        let got: Vec<String> = payloads(image.path(), &recovered)
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).trim_end_matches('.').to_owned())
+            .filter(|p| p.starts_with("cart:"))
+            .collect();
+        assert!(
+            got.is_empty() || got.last().map(String::as_str) == Some("cart:u1/i1 quantity=2"),
+            "{when}: replay would end on an older value: {got:?}"
+        );
+    };
+    check("before any flush");
+    spool.sync_releases();
+    assert!(
+        !seg_files(dir.path()).contains(&(first + 1)),
+        "the new value's segment is deleted"
+    );
+    assert!(seg_files(dir.path()).contains(&first), "pinned");
+    check("after the flush and deletion");
+    drop(pin);
 }
 
 #[tokio::test]
@@ -141,7 +252,7 @@ async fn torn_tail_and_corrupted_record_keep_every_intact_record() {
 
     let metrics = SpoolMetrics::register();
     let (spool, recovered) = Spool::open(&o, metrics).expect("opens");
-    let got: Vec<Vec<u8>> = recovered.iter().map(|r| r.payload.clone()).collect();
+    let got = payloads(dir.path(), &recovered);
     assert_eq!(got, vec![payload(0), payload(2), payload(3)]);
     assert_eq!(
         std::fs::metadata(segment_path(dir.path(), id))
@@ -168,7 +279,7 @@ async fn a_full_spool_refuses_until_records_are_released() {
             Ok(r) => {
                 let t = spool.ticket();
                 spool
-                    .submit(r, big.clone(), t.clone())
+                    .submit(r, big.clone(), t.clone(), None)
                     .wait()
                     .await
                     .expect("ok");

@@ -13,8 +13,8 @@ use super::ledger::Ledger;
 enum State {
     /// Neither appended nor settled.
     Pending,
-    /// On disk in this segment, items not all settled.
-    Appended(u64),
+    /// On disk in this segment at this ordinal, items not all settled.
+    Appended(u64, u32),
     /// Items settled, record not (yet) on disk.
     Settled,
     /// Released, or the append failed: nothing more to do.
@@ -37,9 +37,9 @@ impl Ticket {
     }
 
     /// A record recovered at start-up, already on disk in `segment`.
-    pub(super) fn recovered(ledger: Arc<Ledger>, segment: u64) -> Self {
+    pub(super) fn recovered(ledger: Arc<Ledger>, segment: u64, ordinal: u32) -> Self {
         Self {
-            state: Mutex::new(State::Appended(segment)),
+            state: Mutex::new(State::Appended(segment, ordinal)),
             ledger,
         }
     }
@@ -49,15 +49,15 @@ impl Ticket {
         f(&mut s)
     }
 
-    /// The appender fsynced the record into `segment`.
-    pub(super) fn appended(&self, segment: u64) {
+    /// The appender fsynced the record into `segment` at `ordinal`.
+    pub(super) fn appended(&self, segment: u64, ordinal: u32) {
         self.with(|s| match *s {
-            State::Pending => *s = State::Appended(segment),
+            State::Pending => *s = State::Appended(segment, ordinal),
             State::Settled => {
                 *s = State::Done;
-                self.ledger.release(segment);
+                self.ledger.release(segment, ordinal);
             }
-            State::Appended(_) | State::Done => {}
+            State::Appended(..) | State::Done => {}
         });
     }
 
@@ -70,9 +70,9 @@ impl Ticket {
     pub fn settle(&self) {
         self.with(|s| match *s {
             State::Pending => *s = State::Settled,
-            State::Appended(segment) => {
+            State::Appended(segment, ordinal) => {
                 *s = State::Done;
-                self.ledger.release(segment);
+                self.ledger.release(segment, ordinal);
             }
             State::Settled | State::Done => {}
         });
@@ -93,15 +93,15 @@ mod tests {
             if settle_first {
                 t.settle();
                 assert_eq!(ledger.records(), 1, "not released before it is on disk");
-                t.appended(7);
+                t.appended(7, 0);
             } else {
-                t.appended(7);
+                t.appended(7, 0);
                 assert_eq!(ledger.records(), 1);
                 t.settle();
             }
             assert_eq!(ledger.records(), 0);
             t.settle();
-            t.appended(7);
+            t.appended(7, 0);
             assert_eq!(ledger.records(), 0, "released exactly once");
         }
     }

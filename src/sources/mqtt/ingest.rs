@@ -8,7 +8,10 @@
 //! so a full queue (or a full spool) never drops it: the message is held and
 //! offered again. With `[spool] enabled`, embedded-broker messages are
 //! spooled (not waited for: the append completes on its own, milliseconds
-//! later).
+//! later), and a full queue no longer holds them: they spill into the
+//! spool's overflow on disk. Only a full spool holds a message here, which
+//! fills the hand-off and pauses the broker's front (devices stop getting
+//! PUBACKs; nothing already PUBACKed is dropped).
 //! Messages that can never become items are counted and written to the
 //! dead-letter file with the reason.
 
