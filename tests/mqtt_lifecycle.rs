@@ -120,6 +120,19 @@ async fn sigterm_drains_every_acknowledged_message_into_the_table() {
     let mut gw = Gateway::start(&db.endpoint, &[], "");
     let addr = gw.mqtt.expect("embedded broker listens");
     let total = 10_000;
+    publish_numbered(addr, "burst", total).await;
+    // Every message is acknowledged; most are still between the broker and DynamoDB.
+    gw.terminate();
+    let status = gw.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let client = dynamodb(&db.endpoint).await;
+    assert_eq!(count(&client, "IoTSensorData").await, total);
+    assert!(gw.dead_letters().is_empty());
+}
+
+/// Publishes `total` QoS 1 sensor readings numbered `v` = 0.. over 20
+/// devices' topics and waits for every PUBACK.
+async fn publish_numbered(addr: std::net::SocketAddr, client_id: &str, total: usize) {
     let messages = (0..total)
         .map(|i| {
             (
@@ -129,19 +142,12 @@ async fn sigterm_drains_every_acknowledged_message_into_the_table() {
         })
         .collect();
     publish_all(
-        options(addr, "burst"),
+        options(addr, client_id),
         messages,
         QoS::AtLeastOnce,
         Duration::from_secs(60),
     )
     .await;
-    // Every message is acknowledged; most are still between the broker and DynamoDB.
-    gw.terminate();
-    let status = gw.wait(Duration::from_secs(60));
-    assert!(status.success(), "{status:?}\n{}", gw.log());
-    let client = dynamodb(&db.endpoint).await;
-    assert_eq!(count(&client, "IoTSensorData").await, total);
-    assert!(gw.dead_letters().is_empty());
 }
 
 /// An MQTT 3.1.1 CONNECT with a client id.
@@ -263,21 +269,7 @@ async fn at_the_shutdown_deadline_held_messages_are_dead_lettered_once_each() {
     let addr = gw.mqtt.expect("embedded broker listens");
     db.stop();
     let total = 2_000;
-    let messages = (0..total)
-        .map(|i| {
-            (
-                format!("sensors/S{}/telemetry", i % 20),
-                format!(r#"{{"timestamp": {i}, "v": {i}}}"#).into_bytes(),
-            )
-        })
-        .collect();
-    publish_all(
-        options(addr, "doomed"),
-        messages,
-        QoS::AtLeastOnce,
-        Duration::from_secs(60),
-    )
-    .await;
+    publish_numbered(addr, "doomed", total).await;
     gw.terminate();
     let status = gw.wait(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", gw.log());
