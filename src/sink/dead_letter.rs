@@ -62,7 +62,6 @@ pub struct DeadLetter {
 fn raw_line(raw: &RawDeadLetter, time: u64) -> std::io::Result<Vec<u8>> {
     use base64::Engine as _;
     let mut line = json!({
-
         "time_ms": time,
         "source": raw.source,
         "topic": raw.topic,

@@ -5,9 +5,8 @@
 //! Per batch: UnprocessedItems are re-sent after exponential backoff with
 //! full jitter; throttling, 5xx and timeouts are retried the same way. While
 //! it backs off from unprocessed items or throttling, a batch gives its
-//! in-flight slot to fresh batches ([`slots`]: parking, bounded by
+//! in-flight slot to fresh batches ([`Slots`]: parking, bounded by
 //! `max_parked_items`), so one hot key range does not hold back the rest; a
-
 //! ValidationException splits the batch in halves until the bad item is
 //! alone, and that item is dead-lettered with DynamoDB's message while the
 //! rest are written. At the shutdown deadline (`abort`) whatever is still

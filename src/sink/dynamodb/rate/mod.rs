@@ -141,9 +141,11 @@ impl RateControl {
         let mut ready = Vec::with_capacity(items.len());
         let mut waiting = Vec::new();
         for (item, key) in items.into_iter().zip(hashes) {
-            let Some(&(_, wcu, go)) = keys.iter().find(|(k, _, _)| *k == key) else {
-                continue; // every item's key was listed above
-            };
+            // Every item's key was listed above; an unlisted one would go.
+            let (wcu, go) = keys
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map_or((0, true), |&(_, wcu, go)| (wcu, go));
             let go = go
                 || (wcu > self.keys.burst()
                     && match self.keys.try_take(key, item.wcu()) {
