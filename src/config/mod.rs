@@ -108,6 +108,23 @@ pub struct TableSpec {
     pub wcu_budget: Option<f64>,
 }
 
+#[cfg(test)]
+impl TableSpec {
+    /// A table keyed by a string `k` alone, no TTL, no budget (unit tests).
+    pub(crate) fn string_keyed(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            partition_key: KeySpec {
+                name: "k".into(),
+                kind: KeyType::S,
+            },
+            sort_key: None,
+            ttl_attribute: None,
+            wcu_budget: None,
+        }
+    }
+}
+
 /// A validated `[streams.NAME]`.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {

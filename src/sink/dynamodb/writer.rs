@@ -422,7 +422,6 @@ async fn sleep_or_abort(delay: Duration, abort: &CancellationToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{KeySpec, KeyType};
     use crate::pipeline::ack::Ack;
     use crate::pipeline::queue::tests::item;
     use std::collections::VecDeque;
@@ -511,16 +510,7 @@ mod tests {
         let dlq_path = dir.path().join("dlq.ndjson");
         let abort = CancellationToken::new();
         let (tx, rx) = mpsc::channel(8);
-        let table = Arc::new(TableSpec {
-            name: "T".into(),
-            partition_key: KeySpec {
-                name: "k".into(),
-                kind: KeyType::S,
-            },
-            sort_key: None,
-            ttl_attribute: None,
-            wcu_budget: None,
-        });
+        let table = Arc::new(TableSpec::string_keyed("T"));
         let config = WriterConfig {
             max_in_flight,
             max_parked_items,
@@ -779,13 +769,7 @@ mod tests {
     #[tokio::test]
     async fn a_hot_partition_key_waits_while_the_rest_of_its_batch_is_written() {
         use crate::sink::dynamodb::rate::controller::ControllerConfig;
-        let rate = Arc::new(RateControl::new(
-            ControllerConfig::default(),
-            std::num::NonZeroU32::new(400).expect("nonzero"),
-            "T",
-            metrics::Gauge::noop(),
-            metrics::Counter::noop(),
-        ));
+        let rate = Arc::new(RateControl::unmetered(ControllerConfig::default(), 400));
         let h = start_with_rate(Scripted::default(), 2, Some(rate));
         let ack = Arc::new(Ack::new(26));
         // 20 items of 20 KB (20 WCU each) on partition key HOT: 400 WCU, the
@@ -835,14 +819,7 @@ mod tests {
             max_wcu: Some(1.0),
             ..ControllerConfig::default()
         };
-        let nz = |n| std::num::NonZeroU32::new(n).expect("nonzero");
-        let rate = Arc::new(RateControl::new(
-            config,
-            nz(400),
-            "T",
-            metrics::Gauge::noop(),
-            metrics::Counter::noop(),
-        ));
+        let rate = Arc::new(RateControl::unmetered(config, 400));
         let h = start_with_rate(Scripted::default(), 1, Some(rate));
         let ack = Arc::new(Ack::new(26));
         // 20 HOT items of 20 WCU use the key's burst; one more HOT item is

@@ -102,7 +102,6 @@ pub async fn poll<D: DescribeCapacity>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{KeySpec, KeyType};
     use crate::sink::dynamodb::rate::controller::ControllerConfig;
     use std::collections::VecDeque;
     use std::sync::Mutex;
@@ -121,23 +120,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_polled_capacity_becomes_the_ceiling_and_errors_keep_it() {
-        let table = Arc::new(TableSpec {
-            name: "T".into(),
-            partition_key: KeySpec {
-                name: "k".into(),
-                kind: KeyType::S,
-            },
-            sort_key: None,
-            ttl_attribute: None,
-            wcu_budget: None,
-        });
-        let rate = Arc::new(RateControl::new(
-            ControllerConfig::default(),
-            std::num::NonZeroU32::new(1000).expect("nonzero"),
-            "T",
-            metrics::Gauge::noop(),
-            metrics::Counter::noop(),
-        ));
+        let table = Arc::new(TableSpec::string_keyed("T"));
+        let rate = Arc::new(RateControl::unmetered(ControllerConfig::default(), 1000));
         let script = Scripted(Mutex::new(VecDeque::from([
             Ok(TableCapacity::Provisioned(500.0)),
             Err(DescribeError {

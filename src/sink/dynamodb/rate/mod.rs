@@ -83,6 +83,18 @@ impl RateControl {
         rate
     }
 
+    /// A control for table "T" whose metrics go nowhere (unit tests).
+    #[cfg(test)]
+    pub(crate) fn unmetered(config: ControllerConfig, partition_wcu: u32) -> Self {
+        Self::new(
+            config,
+            NonZeroU32::new(partition_wcu).unwrap_or(NonZeroU32::MIN),
+            "T",
+            Gauge::noop(),
+            Counter::noop(),
+        )
+    }
+
     /// How often to poll the table's capacity (zero: never).
     pub fn capacity_poll(&self) -> Duration {
         self.capacity_poll
@@ -251,13 +263,7 @@ mod tests {
 
     #[test]
     fn a_keys_items_wait_for_room_for_all_of_them_not_one_at_a_time() {
-        let rate = RateControl::new(
-            ControllerConfig::default(),
-            NonZeroU32::new(400).expect("nonzero"),
-            "T",
-            Gauge::noop(),
-            Counter::noop(),
-        );
+        let rate = RateControl::unmetered(ControllerConfig::default(), 400);
         // 20 items of 20 WCU on one key: the bucket's whole burst.
         let first: Vec<Item> = (0..20)
             .map(|i| item(&format!("HOT\0{i}"), 20 * 1024))
