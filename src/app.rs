@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::file::MqttMode;
+use crate::config::file::{MqttMode, RequestPath};
 use crate::config::ValidatedConfig;
 use crate::pipeline::batcher::{self, BatcherConfig};
 use crate::pipeline::clock::SortClock;
@@ -36,6 +36,8 @@ use crate::pipeline::spool::{replay, Spool, SpoolOptions};
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::dynamodb::bootstrap::{self, BootstrapError};
 use crate::sink::dynamodb::client;
+use crate::sink::dynamodb::direct::sign::Signer;
+use crate::sink::dynamodb::direct::{DirectError, DirectWriter, TableWriter};
 use crate::sink::dynamodb::rate::controller::ControllerConfig;
 use crate::sink::dynamodb::rate::RateControl;
 use crate::sink::dynamodb::request::SdkWriter;
@@ -68,6 +70,8 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Client(#[from] DirectError),
+    #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
@@ -78,7 +82,8 @@ impl AppError {
             AppError::Bootstrap(
                 BootstrapError::SchemaMismatch { .. } | BootstrapError::Missing(_),
             )
-            | AppError::Tls(_) => 64,
+            | AppError::Tls(_)
+            | AppError::Client(DirectError::Endpoint(_)) => 64,
             _ => 1,
         }
     }
@@ -126,7 +131,8 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         admin_stop.clone(),
     ));
 
-    let client = client::build(&config).await;
+    let sdk_config = client::load(&config).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config);
     let d = &config.file.dynamodb;
     tokio::select! {
         r = bootstrap::ensure_tables(&client, &config.tables, d.create_tables, d.startup_timeout) => r?,
@@ -140,7 +146,17 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
     // Pipeline, one lane per table.
     let abort = CancellationToken::new();
     let dead_letter = DeadLetter::new(config.file.dead_letter.path.clone());
-    let sdk_writer = Arc::new(SdkWriter::new(client));
+    let sdk_writer = SdkWriter::new(client);
+    let table_writer = Arc::new(match d.request_path {
+        RequestPath::Sdk => TableWriter::Sdk(sdk_writer),
+        RequestPath::Direct => TableWriter::Direct(Box::new(DirectWriter::new(
+            d.endpoint.as_deref(),
+            &d.region,
+            Signer::new(sdk_config.credentials_provider(), &d.region),
+            d.request_timeout,
+            sdk_writer,
+        )?)),
+    });
     let p = &config.file.pipeline;
     let mut queues = HashMap::new();
     let mut clocks = HashMap::new();
@@ -210,7 +226,7 @@ pub async fn run(config: ValidatedConfig, stop: Option<CancellationToken>) -> Re
         lanes.spawn(writer::run(
             table.clone(),
             batch_rx,
-            sdk_writer.clone(),
+            table_writer.clone(),
             writer_config,
             abort.clone(),
             dead_letter.clone(),

@@ -235,6 +235,8 @@ pub struct DynamoDbSection {
     pub max_in_flight: NonZeroUsize,
     #[serde(default = "defaults::max_parked_items")]
     pub max_parked_items: usize,
+    #[serde(default)]
+    pub request_path: RequestPath,
     #[serde(with = "humantime_serde", default = "defaults::request_timeout")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde", default = "defaults::startup_timeout")]
@@ -243,6 +245,17 @@ pub struct DynamoDbSection {
     pub retry: RetrySection,
     #[serde(default)]
     pub rate: RateSection,
+}
+
+/// How BatchWriteItem calls are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestPath {
+    /// Requests built, signed and sent by the gateway (`sink::dynamodb::direct`).
+    #[default]
+    Direct,
+    /// Through aws-sdk-dynamodb's client (retries off).
+    Sdk,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -404,6 +417,7 @@ impl Default for DynamoDbSection {
             create_tables: true,
             max_in_flight: defaults::max_in_flight(),
             max_parked_items: defaults::max_parked_items(),
+            request_path: RequestPath::default(),
             request_timeout: defaults::request_timeout(),
             startup_timeout: defaults::startup_timeout(),
             retry: RetrySection::default(),

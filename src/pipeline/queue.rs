@@ -115,6 +115,14 @@ impl QueueSender {
         Ok(())
     }
 
+    /// Whether `items` more items fit right now (by count; their bytes are
+    /// checked at push). Lets a source refuse a request before mapping it.
+    pub fn has_room(&self, items: usize) -> bool {
+        self.shared.usage.lock().is_ok_and(|u| {
+            !u.closed && u.items + items <= self.shared.max_items && u.bytes < self.shared.max_bytes
+        })
+    }
+
     /// Whether `items` items could ever fit (a request larger than the queue is refused outright).
     pub fn capacity_items(&self) -> usize {
         self.shared.max_items
@@ -203,6 +211,9 @@ pub(crate) mod tests {
             Ok(()),
             "released capacity is reusable"
         );
+        assert!(!tx.has_room(1), "3 of 3 items queued");
+        rx.release(1, 10);
+        assert!(tx.has_room(1) && !tx.has_room(2));
         drop(tx);
         assert_eq!(rx.recv().await.map(|v| v.len()), Some(1));
         assert_eq!(rx.recv().await.map(|v| v.len()), Some(2));

@@ -159,6 +159,25 @@ impl Router {
         self.streams.values()
     }
 
+    /// Refuses a request to `stream` whose table queue is full before its
+    /// body is decoded (counted like any other `queue_full`); requests
+    /// spooled to disk are not refused here.
+    pub fn refuse_if_full(
+        &self,
+        stream: &str,
+        ack_level: AckLevel,
+        source: &'static str,
+    ) -> Result<(), IngestError> {
+        let Some(route) = self.streams.get(stream) else {
+            return Ok(());
+        };
+        if ack_level == AckLevel::Spooled || route.queue.has_room(1) {
+            return Ok(());
+        }
+        StreamMetrics::rejected(stream, source, "queue_full", 1);
+        Err(IngestError::QueueFull)
+    }
+
     /// Maps and enqueues one request's events, all or nothing.
     pub fn ingest(
         &self,
@@ -238,6 +257,11 @@ impl StreamRoute {
             (AckLevel::Spooled, Some(spool)) if count > 0 => Some(spool),
             _ => None,
         };
+        // Refused before any mapping work when it cannot fit anyway (under
+        // overload most requests end here, so this is the cheap path).
+        if spool.is_none() && !self.queue.has_room(count) {
+            return Err(IngestError::QueueFull);
+        }
         let ticket = spool.map(|s| s.ticket());
         let ack = match &ticket {
             Some(t) => Some(Arc::new(Ack::spooled(count, t.clone()))),

@@ -146,10 +146,13 @@ pub const RETRY_CAUSES: [&str; 6] = [
 /// Why an item went to the dead-letter file.
 pub const DEAD_LETTER_REASONS: [&str; 3] = ["validation", "fatal", "shutdown_deadline"];
 
-/// Latency buckets (seconds) for the histograms.
-pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
+/// Latency buckets (seconds) for the histograms: sub-millisecond for the
+/// request path, up to 5 minutes for end-to-end latency through a full
+/// queue or spool (finer between 10 s and 60 s, where a throttled table's
+/// backlog puts it).
+pub const LATENCY_BUCKETS: [f64; 20] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+    20.0, 30.0, 45.0, 60.0, 300.0,
 ];
 
 /// Describes every family and registers the label-less ones.

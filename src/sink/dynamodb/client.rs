@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::Client;
 
@@ -17,6 +17,12 @@ use crate::config::ValidatedConfig;
 
 /// Builds the client for `config.dynamodb`.
 pub async fn build(config: &ValidatedConfig) -> Client {
+    Client::new(&load(config).await)
+}
+
+/// The SDK configuration for `config.dynamodb` (region, endpoint,
+/// credentials, timeouts): the SDK client's and the direct path's.
+pub async fn load(config: &ValidatedConfig) -> SdkConfig {
     let d = &config.file.dynamodb;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(d.region.clone()))
@@ -40,7 +46,7 @@ pub async fn build(config: &ValidatedConfig) -> Client {
             ));
         }
     }
-    Client::new(&loader.load().await)
+    loader.load().await
 }
 
 /// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` endpoints.

@@ -99,68 +99,75 @@ fn classify_service(e: &BatchWriteItemError) -> WriteError {
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| e.to_string());
-    match e {
-        BatchWriteItemError::ProvisionedThroughputExceededException(x) => throttled(
-            x.throttling_reasons(),
-            "provisioned_throughput_exceeded",
-            message,
-        ),
-        BatchWriteItemError::ThrottlingException(x) => {
-            throttled(x.throttling_reasons(), "throttling", message)
+    let reasons: Vec<&str> = match e {
+        BatchWriteItemError::ProvisionedThroughputExceededException(x) => {
+            reasons(x.throttling_reasons())
         }
-        BatchWriteItemError::RequestLimitExceeded(x) => {
-            throttled(x.throttling_reasons(), "request_limit_exceeded", message)
+        BatchWriteItemError::ThrottlingException(x) => reasons(x.throttling_reasons()),
+        BatchWriteItemError::RequestLimitExceeded(x) => reasons(x.throttling_reasons()),
+        _ => Vec::new(),
+    };
+    // The typed variants name their code even when the metadata does not.
+    let code = match e {
+        BatchWriteItemError::ProvisionedThroughputExceededException(_) => {
+            "ProvisionedThroughputExceededException"
         }
-        BatchWriteItemError::InternalServerError(_)
-        | BatchWriteItemError::ReplicatedWriteConflictException(_) => WriteError::Retriable {
+        BatchWriteItemError::ThrottlingException(_) => "ThrottlingException",
+        BatchWriteItemError::RequestLimitExceeded(_) => "RequestLimitExceeded",
+        BatchWriteItemError::InternalServerError(_) => "InternalServerError",
+        BatchWriteItemError::ReplicatedWriteConflictException(_) => {
+            "ReplicatedWriteConflictException"
+        }
+        BatchWriteItemError::ItemCollectionSizeLimitExceededException(_) => {
+            "ItemCollectionSizeLimitExceededException"
+        }
+        BatchWriteItemError::ResourceNotFoundException(_) => "ResourceNotFoundException",
+        BatchWriteItemError::InvalidEndpointException(_) => "InvalidEndpointException",
+        _ => e.code().unwrap_or_default(),
+    };
+    classify_code(code, message, &reasons)
+}
+
+fn reasons(list: &[ThrottlingReason]) -> Vec<&str> {
+    list.iter().filter_map(ThrottlingReason::reason).collect()
+}
+
+/// Classifies an error by its DynamoDB error code (the part of `__type`
+/// after `#`) and the `reason`s of its ThrottlingReasons: the one table
+/// both request paths use. When every reason names a key range (one hot
+/// partition) rather than the table or account, the throttle's reason is
+/// `key_range`: not a signal to slow the whole table.
+pub fn classify_code(code: &str, message: String, reasons: &[&str]) -> WriteError {
+    let key_range = !reasons.is_empty() && reasons.iter().all(|r| r.contains("KeyRange"));
+    let throttled = |reason: &'static str, message: String| WriteError::Throttled {
+        reason: if key_range { "key_range" } else { reason },
+        message,
+    };
+    match code {
+        "ProvisionedThroughputExceededException" => {
+            throttled("provisioned_throughput_exceeded", message)
+        }
+        "ThrottlingException" | "ThrottlingError" | "TooManyRequestsException" => {
+            throttled("throttling", message)
+        }
+        "RequestLimitExceeded" => throttled("request_limit_exceeded", message),
+        "ValidationException"
+        | "SerializationException"
+        | "ItemCollectionSizeLimitExceededException" => WriteError::Validation { message },
+        "InternalFailure"
+        | "InternalServerError"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "ReplicatedWriteConflictException" => WriteError::Retriable {
             cause: "server_error",
             message,
         },
-        // An item collection over 10 GB (LSI): a property of particular items.
-        BatchWriteItemError::ItemCollectionSizeLimitExceededException(_) => {
-            WriteError::Validation { message }
-        }
-        BatchWriteItemError::ResourceNotFoundException(_)
-        | BatchWriteItemError::InvalidEndpointException(_) => WriteError::Fatal {
-            message: format!("{}: {message}", e.code().unwrap_or("error")),
+        "" => WriteError::Fatal {
+            message: format!("unknown error: {message}"),
         },
-        _ => match e.code() {
-            Some("ValidationException" | "SerializationException") => {
-                WriteError::Validation { message }
-            }
-            Some("ThrottlingException" | "ThrottlingError" | "TooManyRequestsException") => {
-                WriteError::Throttled {
-                    reason: "throttling",
-                    message,
-                }
-            }
-            Some(
-                "InternalFailure"
-                | "InternalServerError"
-                | "ServiceUnavailable"
-                | "ServiceUnavailableException",
-            ) => WriteError::Retriable {
-                cause: "server_error",
-                message,
-            },
-            code => WriteError::Fatal {
-                message: format!("{}: {message}", code.unwrap_or("unknown error")),
-            },
+        code => WriteError::Fatal {
+            message: format!("{code}: {message}"),
         },
-    }
-}
-
-/// A throttling error; when every ThrottlingReason names a key range (one
-/// hot partition) rather than the table or account, the reason is
-/// `key_range`: that is not a signal to slow the whole table.
-fn throttled(reasons: &[ThrottlingReason], reason: &'static str, message: String) -> WriteError {
-    let key_range = !reasons.is_empty()
-        && reasons
-            .iter()
-            .all(|r| r.reason().is_some_and(|r| r.contains("KeyRange")));
-    WriteError::Throttled {
-        reason: if key_range { "key_range" } else { reason },
-        message,
     }
 }
 

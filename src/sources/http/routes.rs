@@ -160,6 +160,11 @@ async fn route_and_ingest(
                         return Err(e);
                     }
                 };
+            // A full queue refuses the request before decoding it.
+            state
+                .router
+                .refuse_if_full(&stream, ack, "http")
+                .map_err(|e| ingest_error(e, &Positions::Single, state.retry_after_secs))?;
             let decoded = decode::decode(&body, format);
             let (events, positions) = decoded.map_err(|e| {
                 reject(&stream, e.reason());
