@@ -15,10 +15,12 @@
 # delivered message.
 #
 # Usage: loadtest/scripts/mqtt-load.sh [DURATION_SECONDS=10] [RUNS=3]
+# CELLS="QOS:DEVICES ..." picks cells (default "0:1 0:100 1:1 1:100").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10}
 RUNS=${2:-3}
+CELLS=${CELLS:-0:1 0:100 1:1 1:100}
 BIN=target/release/dynamo-ingest
 LOADGEN=${LOADGEN:-target/release/loadgen}
 [ -x "$BIN" ] && [ -x target/release/dynamo-sim ] || cargo build --release -p dynamo-ingest -p dynamo-sim
@@ -70,10 +72,11 @@ PY
 
 for run in $(seq 1 "$RUNS"); do
   echo "run $run"
-  for qos in 0 1; do for devices in 1 100; do
+  for cell in $CELLS; do
+    qos=${cell%%:*} devices=${cell##*:}
     phase "$qos" "$devices"
     LOADGEN="$LOADGEN" TOPICS_PER_DEVICE=$((1000 / devices)) \
       loadtest/baselines/mosquitto.sh "${DURATION}s" 1 "$devices" "$qos" 2>&1 \
       | sed -n "s/^run 1: /  mosquitto QoS $qos $(printf '%3d' "$devices") devices: /p"
-  done; done
+  done
 done

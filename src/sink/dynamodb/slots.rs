@@ -5,10 +5,13 @@
 //! A task whose remaining items were left unprocessed or refused for
 //! capacity gives its slot back while it backs off ("parks"), so fresh
 //! batches for the other key ranges keep flowing instead of queueing behind
-//! one hot partition (head-of-line blocking). Parking is bounded by items
-//! (`[dynamodb] max_parked_items`): past it a task keeps its slot while it
-//! waits, which throttles intake as before. Parked items keep their keys
-//! held (see `key_guard`), so writes of one key stay in order.
+//! one hot partition (head-of-line blocking), and no slot ever sleeps
+//! through a backoff. Parking is bounded by items (`[dynamodb]
+//! max_parked_items`): while the bound is reached the writer takes no fresh
+//! batch ([`Slots::wait_not_full`]), so the queue fills and intake is
+//! refused (503) while the slots serve the parked retries; memory stays
+//! bounded (at most the bound plus one batch per slot). Parked items keep
+//! their keys held (see `key_guard`), so writes of one key stay in order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ pub struct Slots {
     parked_items: AtomicUsize,
     max_parked_items: usize,
     freed: Notify,
+    unparked: Notify,
 }
 
 /// One slot, given back when dropped.
@@ -44,6 +48,7 @@ impl Slots {
             parked_items: AtomicUsize::new(0),
             max_parked_items,
             freed: Notify::new(),
+            unparked: Notify::new(),
         })
     }
 
@@ -93,27 +98,33 @@ impl Slots {
         }
     }
 
-    /// Parks `items` if the bound allows; None: the caller keeps its slot.
-    pub fn park(self: &Arc<Self>, items: usize) -> Option<Parked> {
-        let mut cur = self.parked_items.load(Ordering::Acquire);
+    /// Parks `items` (always: the bound stops fresh batches instead, see
+    /// [`Slots::wait_not_full`]).
+    pub fn park(self: &Arc<Self>, items: usize) -> Parked {
+        self.parked_items.fetch_add(items, Ordering::AcqRel);
+        Parked {
+            slots: self.clone(),
+            items,
+        }
+    }
+
+    /// Whether the parked items reached `max_parked_items` (with a bound
+    /// of 0: whether anything is parked).
+    pub fn full(&self) -> bool {
+        let parked = self.parked_items();
+        parked > 0 && parked >= self.max_parked_items
+    }
+
+    /// Completes once [`Slots::full`] is false. Cancel-safe.
+    pub async fn wait_not_full(&self) {
         loop {
-            if cur + items > self.max_parked_items {
-                return None;
+            let unparked = self.unparked.notified();
+            tokio::pin!(unparked);
+            unparked.as_mut().enable();
+            if !self.full() {
+                return;
             }
-            match self.parked_items.compare_exchange_weak(
-                cur,
-                cur + items,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Parked {
-                        slots: self.clone(),
-                        items,
-                    })
-                }
-                Err(now) => cur = now,
-            }
+            unparked.await;
         }
     }
 }
@@ -131,6 +142,7 @@ impl Drop for Parked {
         self.slots
             .parked_items
             .fetch_sub(self.items, Ordering::AcqRel);
+        self.slots.unparked.notify_waiters();
     }
 }
 
@@ -166,15 +178,33 @@ mod tests {
         assert_eq!(slots.active(), 2);
     }
 
-    #[test]
-    fn parking_is_bounded_by_items_and_undone_on_drop() {
+    #[tokio::test]
+    async fn past_the_bound_fresh_work_waits_until_parked_items_drain() {
         let slots = Slots::new(30);
-        let p = slots.park(25).expect("room for 25");
-        assert!(slots.park(6).is_none(), "31 > 30");
-        let q = slots.park(5).expect("exactly 30");
-        assert_eq!(slots.parked_items(), 30);
-        drop(p);
+        let p = slots.park(25);
+        assert!(!slots.full(), "25 < 30");
+        let q = slots.park(10);
+        assert!(
+            slots.full(),
+            "35 ≥ 30: parking never refuses, the bound stops fresh batches"
+        );
+        assert_eq!(slots.parked_items(), 35);
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.wait_not_full().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "still full");
         drop(q);
+        waiter.await.expect("released once under the bound");
+        drop(p);
         assert_eq!(slots.parked_items(), 0);
+        let none = Slots::new(0);
+        assert!(!none.full(), "a bound of 0 with nothing parked");
+        let _r = none.park(1);
+        assert!(
+            none.full(),
+            "a bound of 0: no fresh batch while anything is parked"
+        );
     }
 }

@@ -98,9 +98,9 @@ impl<W> Ctx<W> {
         }
     }
 
-    /// Parks `items` (gives `slot` back) if the bound allows.
+    /// Parks `items`: gives `slot` back while the batch waits.
     fn park(&self, slot: &mut Option<Slot>, items: usize) -> Option<Parked> {
-        let parked = self.slots.park(items)?;
+        let parked = self.slots.park(items);
         *slot = None;
         self.metrics
             .parked_items
@@ -185,7 +185,15 @@ pub async fn run<W: BatchWrite + DescribeCapacity>(
         // Room under the learned concurrency limit (parked batches hold
         // none). Taken after the key wait: a parked batch holding a key must
         // be able to get a slot back.
-        let slot = ctx.slots.acquire(|| ctx.concurrency_limit()).await;
+        // Past max_parked_items no fresh batch starts: the channel and then
+        // the queue fill up (503), and the slots serve the parked retries.
+        let slot = loop {
+            ctx.slots.wait_not_full().await;
+            let slot = ctx.slots.acquire(|| ctx.concurrency_limit()).await;
+            if !ctx.slots.full() {
+                break slot;
+            }
+        };
         let ctx = ctx.clone();
         let keys = keys.clone();
         tasks.spawn(async move {
@@ -600,7 +608,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn past_max_parked_items_a_backing_off_batch_keeps_its_slot() {
+    async fn past_max_parked_items_no_fresh_batch_is_taken_until_the_retry_is_written() {
         assert_eq!(
             calls_behind_a_backing_off_batch(0).await,
             vec![vec!["HOT", "a"], vec!["HOT"], vec!["b", "c"]],
