@@ -261,7 +261,7 @@ async fn at_the_shutdown_deadline_held_messages_are_dead_lettered_once_each() {
     let mut gw = Gateway::start(
         &db.endpoint,
         &[
-            ("queue_max_items = 100000", "queue_max_items = 10"),
+            ("queue_max_items = 80000", "queue_max_items = 10"),
             ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),
         ],
         "",

@@ -44,7 +44,7 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
     let gw = Gateway::start(
         &endpoint,
         &[
-            ("queue_max_items = 100000", "queue_max_items = 2000"),
+            ("queue_max_items = 80000", "queue_max_items = 2000"),
             (
                 "overflow_max_bytes = \"64MiB\"",
                 "overflow_max_bytes = \"256KiB\"",

@@ -146,7 +146,7 @@ async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked()
     let mut gw = Gateway::start(
         &db.endpoint,
         &[
-            ("queue_max_items = 100000", "queue_max_items = 50"),
+            ("queue_max_items = 80000", "queue_max_items = 50"),
             ("max_in_flight = 8", "max_in_flight = 1"),
             ("request_timeout = \"10s\"", "request_timeout = \"500ms\""),
             ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),

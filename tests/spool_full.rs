@@ -28,7 +28,7 @@ async fn a_full_spool_answers_503_and_pauses_mqtt_without_losing_anything() {
     let gw = Gateway::start(
         &db.endpoint,
         &[
-            ("queue_max_items = 100000", "queue_max_items = 20"),
+            ("queue_max_items = 80000", "queue_max_items = 20"),
             ("overflow_max_bytes = \"64MiB\"", "overflow_max_bytes = \"8KiB\""),
             ("max_payload_bytes = \"1MiB\"", "max_payload_bytes = \"4KiB\""),
         ],

@@ -26,7 +26,7 @@ async fn thirty_thousand_qos1_messages_survive_a_sixty_second_outage() {
     let spool = tempfile::tempdir().expect("tmp");
     let gw = Gateway::start(
         &db.endpoint,
-        &[("queue_max_items = 100000", "queue_max_items = 2000")],
+        &[("queue_max_items = 80000", "queue_max_items = 2000")],
         &format!(
             "[spool]\nenabled = true\npath = {:?}\nsegment_bytes = \"1MiB\"\n",
             spool.path().display().to_string()

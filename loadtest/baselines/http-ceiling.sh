@@ -39,7 +39,14 @@ TICK=$(getconf CLK_TCK)
 cat > "$WORK/single.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"device_id":"ceiling-D001","temperature":30.5,"humidity":67}'
+-- 1,000 devices (partition keys) in turn: one device alone is held to
+-- DynamoDB's 1,000 WCU/s per partition key, which would measure the queue.
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil,
+    string.format('{"device_id":"ceiling-D%03d","temperature":30.5,"humidity":67}', n % 1000))
+end
 LUA
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }

@@ -505,7 +505,7 @@ mod defaults {
         NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN)
     }
     pub fn queue_max_items() -> NonZeroUsize {
-        NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)
+        NonZeroUsize::new(80_000).unwrap_or(NonZeroUsize::MIN)
     }
     pub fn queue_max_bytes() -> ByteSize {
         ByteSize::mib(256)
