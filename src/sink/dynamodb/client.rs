@@ -1,4 +1,5 @@
-//! The aws-sdk-dynamodb client as the gateway configures it: SDK retries
+//! The AWS SDK configuration the gateway uses (for the SDK client and the
+//! direct request path's credentials): SDK retries
 //! disabled (only our writer retries), per-attempt timeouts, and
 //! credentials: with no endpoint, the standard AWS chain (env, profile,
 //! web identity, ECS/EC2 roles); with a loopback endpoint (dynamo-sim,
@@ -11,14 +12,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_sdk_dynamodb::Client;
 
 use crate::config::ValidatedConfig;
-
-/// Builds the client for `config.dynamodb`.
-pub async fn build(config: &ValidatedConfig) -> Client {
-    Client::new(&load(config).await)
-}
 
 /// The SDK configuration for `config.dynamodb` (region, endpoint,
 /// credentials, timeouts): the SDK client's and the direct path's.

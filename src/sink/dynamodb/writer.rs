@@ -99,13 +99,13 @@ impl<W> Ctx<W> {
     }
 
     /// Parks `items`: gives `slot` back while the batch waits.
-    fn park(&self, slot: &mut Option<Slot>, items: usize) -> Option<Parked> {
+    fn park(&self, slot: &mut Option<Slot>, items: usize) -> Parked {
         let parked = self.slots.park(items);
         *slot = None;
         self.metrics
             .parked_items
             .set(self.slots.parked_items() as f64);
-        Some(parked)
+        parked
     }
 
     fn unpark(&self, parked: Option<Parked>) {
@@ -254,7 +254,7 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) 
                     let waiters = ctx.key_waiters.fetch_add(1, Ordering::AcqRel);
                     let spread = rand::Rng::random_range(&mut rng, 1.0..=1.0 + waiters as f64);
                     let wait = wait.mul_f64(spread).min(ctx.config.backoff.max);
-                    let parked = ctx.park(&mut slot, pending.len());
+                    let parked = Some(ctx.park(&mut slot, pending.len()));
                     sleep_or_abort(wait, &ctx.abort).await;
                     ctx.unpark(parked);
                     ctx.key_waiters.fetch_sub(1, Ordering::AcqRel);
@@ -384,8 +384,7 @@ async fn write_batch<W: BatchWrite>(ctx: &Ctx<W>, items: Vec<Item>, slot: Slot) 
             attempt = attempt.saturating_add(1);
             // Waiting out capacity needs no slot; a failing service keeps it.
             let parked = matches!(retry_cause, "unprocessed" | "throttled")
-                .then(|| ctx.park(&mut slot, pending.len()))
-                .flatten();
+                .then(|| ctx.park(&mut slot, pending.len()));
             let slept = sleep_or_abort(delay, &ctx.abort).await;
             ctx.unpark(parked);
             if !slept {
