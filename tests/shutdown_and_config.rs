@@ -178,33 +178,6 @@ async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked()
     let refused = refused.expect("the queue filled up");
     assert_eq!(refused.json()["error"], "queue_full");
     assert_eq!(refused.headers["retry-after"], "1");
-    // Fill the last places one event at a time; then even a malformed body
-    // gets 503: a full queue refuses before decoding (cheap under overload).
-    for _ in 0..20 {
-        let one = http
-            .request(
-                "POST",
-                &url,
-                Some("application/json"),
-                r#"{"device_id":"Q","n":1}"#.to_owned(),
-            )
-            .await;
-        if one.status == 503 {
-            break;
-        }
-        assert_eq!(one.status, 202, "{}", one.body);
-        acked += 1;
-    }
-    let malformed = http
-        .request(
-            "POST",
-            &url,
-            Some("application/json"),
-            "{not json".to_owned(),
-        )
-        .await;
-    assert_eq!(malformed.status, 503, "{}", malformed.body);
-    assert_eq!(malformed.json()["error"], "queue_full");
     // The first failed call marks DynamoDB unreachable; the queue can fill
     // before it completes, so wait (bounded) for /readyz to say so.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
