@@ -192,10 +192,10 @@ fn unprocessed_indexes(table: &TableSpec, items: &[Item], list: &[Value]) -> Vec
     let key_names =
         std::iter::once(&table.partition_key.name).chain(table.sort_key.as_ref().map(|s| &s.name));
     let key_names: Vec<&String> = key_names.collect();
-    let mut out: Vec<usize> = list
+    let found: Vec<Option<usize>> = list
         .iter()
-        .filter_map(|w| w.get("PutRequest")?.get("Item")?.as_object())
-        .filter_map(|item| {
+        .map(|w| {
+            let item = w.get("PutRequest")?.get("Item")?.as_object()?;
             let keys: HashMap<String, AttributeValue> = key_names
                 .iter()
                 .filter_map(|name| Some(((*name).clone(), key_attribute(item.get(*name)?)?)))
@@ -204,6 +204,13 @@ fn unprocessed_indexes(table: &TableSpec, items: &[Item], list: &[Value]) -> Vec
             by_key.get(&*id).copied()
         })
         .collect();
+    if found.iter().any(Option::is_none) {
+        // An unprocessed entry we cannot match must not count as written:
+        // re-send the whole batch (puts of the same items are idempotent).
+        tracing::warn!(table = %table.name, "UnprocessedItems entry not matched to the batch; re-sending all of it");
+        return (0..items.len()).collect();
+    }
+    let mut out: Vec<usize> = found.into_iter().flatten().collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -355,6 +362,14 @@ mod tests {
         let out = outcome(&table, &items, body).expect("outcome");
         assert_eq!(out.unprocessed, vec![0, 2]);
         assert_eq!(out.consumed_wcu, Some(1.5));
+        let unknown = br#"{"UnprocessedItems":{"t":[{"PutRequest":{"Item":{"pk":{"S":"zz"},"sk":{"N":"9"}}}}]}}"#;
+        assert_eq!(
+            outcome(&table, &items, unknown)
+                .expect("outcome")
+                .unprocessed,
+            vec![0, 1, 2],
+            "an entry that matches no item: everything is re-sent, nothing counted as written"
+        );
         let none = outcome(&table, &items, br#"{"UnprocessedItems":{}}"#).expect("outcome");
         assert!(none.unprocessed.is_empty());
         assert_eq!(none.consumed_wcu, None);
