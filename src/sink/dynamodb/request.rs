@@ -14,7 +14,7 @@ use super::retry::{classify, WriteError};
 use super::writer::{BatchWrite, WriteOutcome};
 use crate::config::TableSpec;
 use crate::event::map::key_id;
-use crate::event::Item;
+use crate::event::{Item, KeyId};
 
 /// PutRequests for `items`, in order.
 pub fn write_requests(items: &[Item]) -> Vec<WriteRequest> {
@@ -39,24 +39,40 @@ pub fn unprocessed_indexes(
     let Some(returned) = output.unprocessed_items().and_then(|u| u.get(&table.name)) else {
         return Vec::new();
     };
+    match_unprocessed(
+        table,
+        items,
+        returned.iter().map(|w| {
+            w.put_request()
+                .map(|p| key_id(p.item(), &table.partition_key, table.sort_key.as_ref()))
+        }),
+    )
+}
+
+/// Indexes of `items` whose keys DynamoDB returned as unprocessed (`None`:
+/// an entry without a readable key), for both request paths. An entry
+/// that matches no item must not count as written: then the whole batch is
+/// re-sent (puts of the same items are idempotent).
+pub fn match_unprocessed(
+    table: &TableSpec,
+    items: &[Item],
+    returned: impl Iterator<Item = Option<KeyId>>,
+) -> Vec<usize> {
     let by_key: HashMap<&str, usize> = items
         .iter()
         .enumerate()
         .map(|(i, it)| (&*it.key, i))
         .collect();
-    let mut out: Vec<usize> = returned
-        .iter()
-        .filter_map(|w| w.put_request())
-        .filter_map(|p| {
-            by_key
-                .get(&*key_id(
-                    p.item(),
-                    &table.partition_key,
-                    table.sort_key.as_ref(),
-                ))
-                .copied()
-        })
-        .collect();
+    let mut out = Vec::new();
+    for id in returned {
+        match id.and_then(|id| by_key.get(&*id).copied()) {
+            Some(i) => out.push(i),
+            None => {
+                tracing::warn!(table = %table.name, "UnprocessedItems entry not matched to the batch; re-sending all of it");
+                return (0..items.len()).collect();
+            }
+        }
+    }
     out.sort_unstable();
     out.dedup();
     out

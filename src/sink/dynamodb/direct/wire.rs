@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::config::TableSpec;
 use crate::event::map::key_id;
 use crate::event::Item;
+use crate::sink::dynamodb::request::match_unprocessed;
 use crate::sink::dynamodb::retry::{classify_code, WriteError};
 use crate::sink::dynamodb::writer::WriteOutcome;
 
@@ -184,36 +185,18 @@ pub fn outcome(table: &TableSpec, items: &[Item], body: &[u8]) -> Result<WriteOu
 }
 
 fn unprocessed_indexes(table: &TableSpec, items: &[Item], list: &[Value]) -> Vec<usize> {
-    let by_key: HashMap<&str, usize> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (&*it.key, i))
+    let key_names: Vec<&String> = std::iter::once(&table.partition_key.name)
+        .chain(table.sort_key.as_ref().map(|s| &s.name))
         .collect();
-    let key_names =
-        std::iter::once(&table.partition_key.name).chain(table.sort_key.as_ref().map(|s| &s.name));
-    let key_names: Vec<&String> = key_names.collect();
-    let found: Vec<Option<usize>> = list
-        .iter()
-        .map(|w| {
-            let item = w.get("PutRequest")?.get("Item")?.as_object()?;
-            let keys: HashMap<String, AttributeValue> = key_names
-                .iter()
-                .filter_map(|name| Some(((*name).clone(), key_attribute(item.get(*name)?)?)))
-                .collect();
-            let id = key_id(&keys, &table.partition_key, table.sort_key.as_ref());
-            by_key.get(&*id).copied()
-        })
-        .collect();
-    if found.iter().any(Option::is_none) {
-        // An unprocessed entry we cannot match must not count as written:
-        // re-send the whole batch (puts of the same items are idempotent).
-        tracing::warn!(table = %table.name, "UnprocessedItems entry not matched to the batch; re-sending all of it");
-        return (0..items.len()).collect();
-    }
-    let mut out: Vec<usize> = found.into_iter().flatten().collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+    let ids = list.iter().map(|w| {
+        let item = w.get("PutRequest")?.get("Item")?.as_object()?;
+        let keys: HashMap<String, AttributeValue> = key_names
+            .iter()
+            .filter_map(|name| Some(((*name).clone(), key_attribute(item.get(*name)?)?)))
+            .collect();
+        Some(key_id(&keys, &table.partition_key, table.sort_key.as_ref()))
+    });
+    match_unprocessed(table, items, ids)
 }
 
 /// A key attribute as it comes back (`{"S": …}` or `{"N": …}`; binary keys
