@@ -1,20 +1,20 @@
 //! Criterion benches of the per-event hot paths, in events per second:
-//! decode (NDJSON → JSON), decode + map (→ item with keys, sort key, size),
-//! item size alone, BatchWriteItem request building, and batching.
+//! decode (NDJSON → each event's fields, borrowed), decode + map (→ the item's typed JSON with keys,
+//! sort key and size), the BatchWriteItem body of the direct request path,
+//! the SDK path's request building, and batching.
 //!
 //! Run: `cargo bench --bench hot_paths` (add `-- --quick` for a short run).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dynamo_ingest::config::{Overrides, StreamSpec, ValidatedConfig, DEFAULT_TOML};
-use dynamo_ingest::event::map::{key_id, map_event};
-use dynamo_ingest::event::size::item_size;
+use dynamo_ingest::event::map::{map_event, Fill};
 use dynamo_ingest::event::Item;
 use dynamo_ingest::pipeline::batcher::BatchBuilder;
+use dynamo_ingest::sink::dynamodb::direct::wire::request_body;
 use dynamo_ingest::sink::dynamodb::request::write_requests;
 use dynamo_ingest::sources::http::decode::{decode, Format};
 
@@ -45,25 +45,31 @@ fn ndjson() -> Vec<u8> {
         .into_bytes()
 }
 
+/// Server-time sort keys, as the router's clock would assign them.
+fn stamps() -> impl Fn(&str) -> u64 {
+    let next = std::cell::Cell::new(1_700_000_000_000u64);
+    move |_| {
+        next.set(next.get() + 1);
+        next.get()
+    }
+}
+
 fn items(stream: &StreamSpec) -> Vec<Item> {
-    let (events, _) = decode(&ndjson(), Format::Ndjson).expect("decode");
+    let body = ndjson();
+    let (events, _) = decode(&body, Format::Ndjson).expect("decode");
+    let stamp = stamps();
+    let fill = Fill {
+        stamp: &stamp,
+        ttl: None,
+    };
     events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut attrs = map_event(stream, e, &[]).expect("map").attrs;
-            attrs.insert(
-                "timestamp".into(),
-                aws_sdk_dynamodb::types::AttributeValue::N(
-                    (1_700_000_000_000u64 + i as u64).to_string(),
-                ),
-            );
-            let size = item_size(&attrs) as u32;
-            let key = key_id(&attrs, &stream.partition_key, None);
+        .iter()
+        .map(|e| {
+            let m = map_event(stream, e, &[], &fill).expect("map");
             Item {
-                attrs,
-                key,
-                size,
+                json: m.json,
+                key: m.key,
+                size: m.size as u32,
                 stream: Arc::from("sensor"),
                 received: Instant::now(),
                 acks: Vec::new(),
@@ -75,6 +81,11 @@ fn items(stream: &StreamSpec) -> Vec<Item> {
 fn benches(c: &mut Criterion) {
     let stream = sensor_stream();
     let body = ndjson();
+    let stamp = stamps();
+    let fill = Fill {
+        stamp: &stamp,
+        ttl: None,
+    };
     let mut g = c.benchmark_group("hot_paths");
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("decode_ndjson", |b| {
@@ -83,26 +94,25 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode_and_map", |b| {
         b.iter(|| {
             let (events, _) = decode(black_box(&body), Format::Ndjson).expect("decode");
-            for e in events {
-                let m = map_event(&stream, e, &[]).expect("map");
-                black_box(item_size(&m.attrs));
+            for e in &events {
+                black_box(map_event(&stream, e, &[], &fill).expect("map"));
             }
         })
     });
     let items = items(&stream);
-    g.bench_function("item_size", |b| {
-        b.iter(|| {
-            items
-                .iter()
-                .map(|i| item_size(black_box(&i.attrs)))
-                .sum::<usize>()
-        })
-    });
-    g.bench_function("build_requests", |b| {
+    g.bench_function("request_body", |b| {
         b.iter(|| {
             items
                 .chunks(25)
-                .map(|c| write_requests(black_box(c)).len())
+                .map(|c| request_body("IoTSensorData", black_box(c)).len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("build_requests_sdk", |b| {
+        b.iter(|| {
+            items
+                .chunks(25)
+                .map(|c| write_requests(black_box(c)).expect("requests").len())
                 .sum::<usize>()
         })
     });
@@ -112,7 +122,7 @@ fn benches(c: &mut Criterion) {
                 items
                     .iter()
                     .map(|i| Item {
-                        attrs: HashMap::new(),
+                        json: i.json.clone(),
                         key: i.key.clone(),
                         size: i.size,
                         stream: i.stream.clone(),

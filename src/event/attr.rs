@@ -1,9 +1,11 @@
-//! JSON ↔ DynamoDB attribute values, exact both ways.
+//! JSON ↔ the SDK's DynamoDB attribute values, exact both ways: the
+//! reference model the intake's typed-JSON writer ([`super::typed`]) is
+//! tested against (test builds only; items travel as typed JSON).
 //!
 //! JSON numbers keep their decimal text (serde_json's `arbitrary_precision`),
 //! checked against DynamoDB's number limits; strings → S, bools → BOOL,
 //! null → NULL, objects → M, arrays → L. The reverse direction renders
-//! DynamoDB's typed JSON (`{"S": ...}`), used by the dead-letter file.
+//! DynamoDB's typed JSON (`{"S": ...}`).
 
 use std::collections::HashMap;
 
@@ -12,18 +14,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::number::{self, NumberError};
-
-/// DynamoDB's limit on nested document depth.
-pub const MAX_DEPTH: usize = 32;
-
-/// Why a JSON value cannot become an attribute.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AttrError {
-    #[error("{0}")]
-    Number(#[from] NumberError),
-    #[error("nested deeper than DynamoDB's limit of 32 levels")]
-    TooDeep,
-}
+use super::typed::{AttrError, MAX_DEPTH};
 
 /// Converts a JSON value; `depth` is the nesting level of `value` (0 at the item's top level).
 pub fn from_json(value: Value, depth: usize) -> Result<AttributeValue, AttrError> {
@@ -258,6 +249,24 @@ mod tests {
                 prop_assert_eq!(n, &text);
             }
             prop_assert_eq!(to_plain_json(&attr), json(&text));
+        }
+
+        /// The intake's typed-JSON writer agrees with this model: the same
+        /// attribute values read back, the same size by DynamoDB's rules.
+        #[test]
+        fn the_typed_writer_agrees_with_the_model(fields in proptest::collection::vec(("[a-z]{1,6}", arb_json()), 0..6)) {
+            let mut writer = crate::event::typed::ItemWriter::with_capacity(64);
+            let mut model = HashMap::new();
+            for (name, value) in &fields {
+                if model.contains_key(name) {
+                    continue;
+                }
+                writer.json(name, value).expect("in limits");
+                model.insert(name.clone(), from_json(value.clone(), 0).expect("in limits"));
+            }
+            let (json, size) = writer.finish();
+            prop_assert_eq!(crate::event::typed::parse_item(&json).expect("typed json"), model.clone());
+            prop_assert_eq!(size, crate::event::size::item_size(&model));
         }
     }
 }

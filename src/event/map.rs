@@ -2,17 +2,20 @@
 //! type-checked, context fields (query, path, topic) merged, numbers exact,
 //! size checked against DynamoDB's 400 KB limit.
 //!
-//! The server-assigned sort key and the TTL attribute are added by the
-//! router (they need the clock); this module only reports that the sort key
-//! is still to be assigned.
+//! The item is written once, as DynamoDB typed JSON ([`super::typed`]),
+//! straight from the decoded event; the server-assigned sort key and the
+//! TTL attribute come from the router through [`Fill`] (they need its clock).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
-use super::attr;
+use super::fields::{string_text, Fields, Kind};
 use super::number;
+use super::size::MAX_ITEM_BYTES;
+use super::typed::ItemWriter;
+use super::KeyId;
 use crate::config::{KeySpec, KeyType, ScalarType, SortKeySource, StreamSpec};
 
 /// DynamoDB's limits on key value sizes.
@@ -22,8 +25,6 @@ const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Why an event cannot become an item. Each names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
-    #[error("event is not a JSON object")]
-    NotAnObject,
     #[error("missing key attribute `{0}`")]
     MissingKey(String),
     #[error("key attribute `{name}` must be {expected}, got {got}")]
@@ -58,7 +59,6 @@ impl MapError {
     /// A stable, low-cardinality reason for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            MapError::NotAnObject => "not_an_object",
             MapError::MissingKey(_) => "missing_key",
             MapError::MistypedKey { .. } => "mistyped_key",
             MapError::EmptyKey(_) => "empty_key",
@@ -71,12 +71,24 @@ impl MapError {
     }
 }
 
-/// A mapped event that still needs the router's clock.
+/// What the router adds to every event of a request.
+pub struct Fill<'a> {
+    /// Assigns the server-time sort key for a partition (given the key
+    /// identity of its partition key): the router's clock.
+    pub stamp: &'a dyn Fn(&str) -> u64,
+    /// The TTL attribute's name and value (epoch seconds as text), set when
+    /// the event lacks that attribute.
+    pub ttl: Option<(&'a str, &'a str)>,
+}
+
+/// A mapped event: the item's typed JSON, its key identity and size.
 #[derive(Debug)]
 pub struct Mapped {
-    pub attrs: HashMap<String, AttributeValue>,
-    /// True when the router must assign the sort key (server time).
-    pub needs_sort_key: bool,
+    /// The item in DynamoDB's typed JSON ([`super::typed`]).
+    pub json: Box<[u8]>,
+    pub key: KeyId,
+    /// Size by DynamoDB's rules, in bytes (at most 400 KB).
+    pub size: usize,
 }
 
 /// Maps one decoded event. `context` holds text fields from the request
@@ -84,30 +96,44 @@ pub struct Mapped {
 /// lacks and are converted by the stream's `attribute_types`.
 pub fn map_event(
     stream: &StreamSpec,
-    event: Value,
+    event: &Fields<'_>,
     context: &[(String, String)],
+    fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
-    let Value::Object(object) = event else {
-        return Err(MapError::NotAnObject);
-    };
-    map_object(stream, object, context)
+    map_object(stream, event, context, fill)
+}
+
+/// A context field converted to its attribute type.
+#[derive(Debug, Clone, Copy)]
+enum Scalar<'a> {
+    S(&'a str),
+    N(&'a str),
+    Bool(bool),
+}
+
+/// Where a key attribute's value came from.
+#[derive(Clone, Copy)]
+enum Found<'a> {
+    Json(&'a RawValue),
+    Context(Scalar<'a>),
 }
 
 fn map_object(
     stream: &StreamSpec,
-    object: Map<String, Value>,
+    object: &Fields<'_>,
     context: &[(String, String)],
+    fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
-    let mut attrs = HashMap::with_capacity(object.len() + context.len() + 2);
-    for (name, value) in object {
-        if let Some(ty) = stream.attribute_types.get(&name) {
-            check_json_type(&name, *ty, &value)?;
+    let mut item = ItemWriter::with_capacity(48 * (object.len() + context.len() + 2));
+    for (name, value) in object.iter() {
+        if let Some(ty) = stream.attribute_types.get(name) {
+            check_json_type(name, *ty, Kind::of(value))?;
         }
-        let v = attr::from_json(value, 0).map_err(|e| bad_field(&name, e))?;
-        attrs.insert(name, v);
+        item.raw(name, value).map_err(|e| bad_field(name, e))?;
     }
+    let mut extra: Vec<(&str, Scalar<'_>)> = Vec::new();
     for (name, text) in context {
-        if attrs.contains_key(name) {
+        if object.contains(name) || extra.iter().any(|(n, _)| n == name) {
             continue;
         }
         let ty = stream
@@ -115,32 +141,118 @@ fn map_object(
             .get(name)
             .copied()
             .unwrap_or_else(|| key_scalar(stream, name));
-        attrs.insert(name.clone(), from_text(name, text, ty)?);
+        let value = from_text(name, text, ty)?;
+        match value {
+            Scalar::S(s) => item.s(name, s),
+            Scalar::N(n) => item.n(name, n).map_err(|e| bad_field(name, e))?,
+            Scalar::Bool(b) => item.bool(name, b),
+        }
+        extra.push((name, value));
     }
-    check_key(&attrs, &stream.partition_key, MAX_PARTITION_KEY_BYTES)?;
-    let needs_sort_key = match &stream.sort_key {
-        None => false,
-        Some(sk) => {
-            let key = KeySpec {
-                name: sk.name.clone(),
-                kind: sk.kind,
-            };
-            match (sk.source, attrs.contains_key(&sk.name)) {
-                (SortKeySource::ServerTime, true) => {
-                    return Err(MapError::ServerAssigned(sk.name.clone()))
-                }
-                (SortKeySource::ServerTime, false) | (SortKeySource::Auto, false) => true,
-                (SortKeySource::Field, _) | (SortKeySource::Auto, true) => {
-                    check_key(&attrs, &key, MAX_SORT_KEY_BYTES)?;
-                    false
-                }
+    let find = |name: &str| {
+        object.get(name).map(Found::Json).or_else(|| {
+            extra
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| Found::Context(*v))
+        })
+    };
+    let pk = &stream.partition_key;
+    let mut key = key_part(find(&pk.name), pk, MAX_PARTITION_KEY_BYTES)?;
+    if let Some(sk) = &stream.sort_key {
+        let found = find(&sk.name);
+        match (sk.source, found.is_some()) {
+            (SortKeySource::ServerTime, true) => {
+                return Err(MapError::ServerAssigned(sk.name.clone()))
+            }
+            (SortKeySource::ServerTime, false) | (SortKeySource::Auto, false) => {
+                // Stamped per normalized partition key, so `1` and `1.0` share one sequence.
+                let stamp = (fill.stamp)(&key).to_string();
+                item.n(&sk.name, &stamp)
+                    .map_err(|e| bad_field(&sk.name, e))?;
+                key.push('\0');
+                key.push_str(&canonical_number(&stamp));
+            }
+            (SortKeySource::Field, _) | (SortKeySource::Auto, true) => {
+                let spec = KeySpec {
+                    name: sk.name.clone(),
+                    kind: sk.kind,
+                };
+                let part = key_part(found, &spec, MAX_SORT_KEY_BYTES)?;
+                key.push('\0');
+                key.push_str(&part);
             }
         }
-    };
+    }
+    if let Some((name, value)) = fill.ttl {
+        if find(name).is_none() {
+            item.n(name, value).map_err(|e| bad_field(name, e))?;
+        }
+    }
+    let size = item.size();
+    if size > MAX_ITEM_BYTES {
+        return Err(MapError::TooLarge(size));
+    }
+    let (json, size) = item.finish();
     Ok(Mapped {
-        attrs,
-        needs_sort_key,
+        json,
+        key: key.into_boxed_str(),
+        size,
     })
+}
+
+/// The key identity's text for one key attribute, after DynamoDB's checks
+/// (present, of the key's type, not empty, within the size limit).
+fn key_part(found: Option<Found<'_>>, key: &KeySpec, limit: usize) -> Result<String, MapError> {
+    let found = found.ok_or_else(|| MapError::MissingKey(key.name.clone()))?;
+    let json_string;
+    let (text, number) = match (key.kind, found) {
+        (KeyType::S, Found::Json(raw)) if Kind::of(raw) == Kind::String => {
+            json_string =
+                string_text(raw).ok_or_else(|| bad_field(&key.name, "unreadable string"))?;
+            (json_string.as_ref(), false)
+        }
+        (KeyType::S, Found::Context(Scalar::S(s))) => (s, false),
+        (KeyType::N, Found::Json(raw)) if Kind::of(raw) == Kind::Number => (raw.get(), true),
+        (KeyType::N, Found::Context(Scalar::N(n))) => (n, true),
+        (kind, other) => {
+            return Err(MapError::MistypedKey {
+                name: key.name.clone(),
+                expected: match kind {
+                    KeyType::S => "a string",
+                    KeyType::N => "a number",
+                },
+                got: match other {
+                    Found::Json(v) => Kind::of(v).describe(),
+                    Found::Context(Scalar::S(_)) => "a string",
+                    Found::Context(Scalar::N(_)) => "a number",
+                    Found::Context(Scalar::Bool(_)) => "a boolean",
+                },
+            })
+        }
+    };
+    if !number && text.is_empty() {
+        return Err(MapError::EmptyKey(key.name.clone()));
+    }
+    if text.len() > limit {
+        return Err(MapError::KeyTooLong {
+            name: key.name.clone(),
+            size: text.len(),
+            limit,
+        });
+    }
+    Ok(if number {
+        canonical_number(text)
+    } else {
+        text.to_owned()
+    })
+}
+
+/// A number's text in key identities (its own text if it is not a number).
+fn canonical_number(text: &str) -> String {
+    number::normalize(text)
+        .map(|n| n.canonical())
+        .unwrap_or_else(|_| text.to_owned())
 }
 
 /// Key attributes filled from text take the key's type.
@@ -160,16 +272,16 @@ fn key_scalar(stream: &StreamSpec, name: &str) -> ScalarType {
     }
 }
 
-fn from_text(name: &str, text: &str, ty: ScalarType) -> Result<AttributeValue, MapError> {
+fn from_text<'a>(name: &str, text: &'a str, ty: ScalarType) -> Result<Scalar<'a>, MapError> {
     match ty {
-        ScalarType::S => Ok(AttributeValue::S(text.to_owned())),
+        ScalarType::S => Ok(Scalar::S(text)),
         ScalarType::N => {
-            number::normalize(text).map_err(|e| bad_field(name, e))?;
-            Ok(AttributeValue::N(text.to_owned()))
+            number::checked_size(text).map_err(|e| bad_field(name, e))?;
+            Ok(Scalar::N(text))
         }
         ScalarType::Bool => match text {
-            "true" => Ok(AttributeValue::Bool(true)),
-            "false" => Ok(AttributeValue::Bool(false)),
+            "true" => Ok(Scalar::Bool(true)),
+            "false" => Ok(Scalar::Bool(false)),
             _ => Err(MapError::BadField {
                 name: name.to_owned(),
                 reason: format!("`{text}` is not true or false"),
@@ -178,12 +290,12 @@ fn from_text(name: &str, text: &str, ty: ScalarType) -> Result<AttributeValue, M
     }
 }
 
-fn check_json_type(name: &str, ty: ScalarType, value: &Value) -> Result<(), MapError> {
+fn check_json_type(name: &str, ty: ScalarType, kind: Kind) -> Result<(), MapError> {
     let ok = matches!(
-        (ty, value),
-        (ScalarType::S, Value::String(_))
-            | (ScalarType::N, Value::Number(_))
-            | (ScalarType::Bool, Value::Bool(_))
+        (ty, kind),
+        (ScalarType::S, Kind::String)
+            | (ScalarType::N, Kind::Number)
+            | (ScalarType::Bool, Kind::Bool)
     );
     if ok {
         return Ok(());
@@ -196,43 +308,8 @@ fn check_json_type(name: &str, ty: ScalarType, value: &Value) -> Result<(), MapE
     Err(MapError::MistypedField {
         name: name.to_owned(),
         expected,
-        got: json_kind(value),
+        got: kind.describe(),
     })
-}
-
-fn check_key(
-    attrs: &HashMap<String, AttributeValue>,
-    key: &KeySpec,
-    limit: usize,
-) -> Result<(), MapError> {
-    let value = attrs
-        .get(&key.name)
-        .ok_or_else(|| MapError::MissingKey(key.name.clone()))?;
-    let (size, empty) = match (key.kind, value) {
-        (KeyType::S, AttributeValue::S(s)) => (s.len(), s.is_empty()),
-        (KeyType::N, AttributeValue::N(n)) => (n.len(), false),
-        (kind, other) => {
-            return Err(MapError::MistypedKey {
-                name: key.name.clone(),
-                expected: match kind {
-                    KeyType::S => "a string",
-                    KeyType::N => "a number",
-                },
-                got: attr_kind(other),
-            })
-        }
-    };
-    if empty {
-        return Err(MapError::EmptyKey(key.name.clone()));
-    }
-    if size > limit {
-        return Err(MapError::KeyTooLong {
-            name: key.name.clone(),
-            size,
-            limit,
-        });
-    }
-    Ok(())
 }
 
 /// The normalized identity of an item's primary key (numbers in canonical form).
@@ -243,9 +320,7 @@ pub fn key_id(
 ) -> Box<str> {
     let part = |name: &str| match attrs.get(name) {
         Some(AttributeValue::S(s)) => s.clone(),
-        Some(AttributeValue::N(n)) => number::normalize(n)
-            .map(|n| n.canonical())
-            .unwrap_or_else(|_| n.clone()),
+        Some(AttributeValue::N(n)) => canonical_number(n),
         _ => String::new(),
     };
     let mut id = part(&partition.name);
@@ -263,33 +338,11 @@ fn bad_field(name: &str, e: impl std::fmt::Display) -> MapError {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn attr_kind(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::S(_) => "a string",
-        AttributeValue::N(_) => "a number",
-        AttributeValue::Bool(_) => "a boolean",
-        AttributeValue::Null(_) => "null",
-        AttributeValue::L(_) => "an array",
-        AttributeValue::M(_) => "an object",
-        _ => "another type",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Overrides, ValidatedConfig, DEFAULT_TOML};
+    use serde_json::{Map, Value};
 
     fn stream(name: &str) -> StreamSpec {
         let c =
@@ -298,6 +351,34 @@ mod tests {
             .into_iter()
             .find(|s| &*s.name == name)
             .expect("stream")
+    }
+
+    const STAMP: u64 = 1_732_761_600_123;
+
+    fn map_event(
+        stream: &StreamSpec,
+        event: Value,
+        context: &[(String, String)],
+    ) -> Result<Mapped, MapError> {
+        let fill = Fill {
+            stamp: &|_| STAMP,
+            ttl: None,
+        };
+        with_fill(stream, &event.to_string(), context, &fill)
+    }
+
+    fn with_fill(
+        stream: &StreamSpec,
+        event: &str,
+        context: &[(String, String)],
+        fill: &Fill<'_>,
+    ) -> Result<Mapped, MapError> {
+        let fields = Fields::parse(event.as_bytes()).expect("a JSON object");
+        super::map_event(stream, &fields, context, fill)
+    }
+
+    fn attrs(m: &Mapped) -> HashMap<String, AttributeValue> {
+        crate::event::typed::parse_item(&m.json).expect("typed json")
     }
 
     fn json(t: &str) -> Value {
@@ -319,10 +400,13 @@ mod tests {
             &[],
         )
         .expect("ok");
-        assert!(m.needs_sort_key);
-        assert_eq!(m.attrs["temperature"], AttributeValue::N("30.5".into()));
-        assert_eq!(m.attrs["humidity"], AttributeValue::N("67".into()));
-        assert_eq!(m.attrs["device_id"], AttributeValue::S("D001".into()));
+        let a = attrs(&m);
+        assert_eq!(a["timestamp"], AttributeValue::N(STAMP.to_string()));
+        assert_eq!(a["temperature"], AttributeValue::N("30.5".into()));
+        assert_eq!(a["humidity"], AttributeValue::N("67".into()));
+        assert_eq!(a["device_id"], AttributeValue::S("D001".into()));
+        assert_eq!(m.size, crate::event::size::item_size(&a));
+        assert_eq!(&*m.key, "D001\u{0}0.1732761600123e13");
     }
 
     #[test]
@@ -333,7 +417,10 @@ mod tests {
             &[],
         )
         .expect("ok");
-        assert!(!m.needs_sort_key);
+        assert_eq!(
+            attrs(&m)["timestamp"],
+            AttributeValue::N("1695678123".into())
+        );
         let e = map_event(
             &stream("sensor"),
             json(r#"{"device_id":"D1","timestamp":"yesterday"}"#),
@@ -364,10 +451,12 @@ mod tests {
             ]),
         )
         .expect("ok");
-        assert!(!m.needs_sort_key);
-        assert_eq!(m.attrs["quantity"], AttributeValue::N("1".into()));
-        assert_eq!(m.attrs["price"], AttributeValue::N("10".into()));
-        assert_eq!(m.attrs["name"], AttributeValue::S("Book".into()));
+        let a = attrs(&m);
+        assert_eq!(a.len(), 5, "{a:?}");
+        assert_eq!(a["quantity"], AttributeValue::N("1".into()));
+        assert_eq!(a["price"], AttributeValue::N("10".into()));
+        assert_eq!(a["name"], AttributeValue::S("Book".into()));
+        assert_eq!(&*m.key, "U123\u{0}P101");
         let e = map_event(
             &stream("cart"),
             Value::Object(Map::new()),
@@ -400,10 +489,6 @@ mod tests {
             map_event(&s, json(&long), &[]).unwrap_err(),
             MapError::KeyTooLong { .. }
         ));
-        assert_eq!(
-            map_event(&s, json("[1]"), &[]).unwrap_err(),
-            MapError::NotAnObject
-        );
         let cart = stream("cart");
         assert_eq!(
             map_event(&cart, json(r#"{"user_id":"U"}"#), &[]).unwrap_err(),
@@ -423,13 +508,57 @@ mod tests {
         let s = stream("sensor");
         let a = map_event(&s, json(r#"{"device_id":"D","timestamp":1}"#), &[]).expect("ok");
         let b = map_event(&s, json(r#"{"device_id":"D","timestamp":1.0}"#), &[]).expect("ok");
+        assert_eq!(a.key, b.key);
         let sk = KeySpec {
             name: "timestamp".into(),
             kind: KeyType::N,
         };
         assert_eq!(
-            key_id(&a.attrs, &s.partition_key, Some(&sk)),
-            key_id(&b.attrs, &s.partition_key, Some(&sk))
+            key_id(&attrs(&a), &s.partition_key, Some(&sk)),
+            a.key,
+            "the response side computes the same identity"
         );
+    }
+
+    #[test]
+    fn the_ttl_attribute_is_added_unless_the_event_has_one() {
+        let s = stream("sensor");
+        let fill = Fill {
+            stamp: &|_| STAMP,
+            ttl: Some(("expires_at", "1800000000")),
+        };
+        let m = with_fill(&s, r#"{"device_id":"D"}"#, &[], &fill).expect("ok");
+        assert_eq!(
+            attrs(&m)["expires_at"],
+            AttributeValue::N("1800000000".into())
+        );
+        let m = with_fill(&s, r#"{"device_id":"D","expires_at":5}"#, &[], &fill).expect("ok");
+        assert_eq!(attrs(&m)["expires_at"], AttributeValue::N("5".into()));
+    }
+
+    #[test]
+    fn items_over_400_kb_are_refused_with_their_size() {
+        let big = format!(r#"{{"device_id":"D","blob":"{}"}}"#, "x".repeat(400 * 1024));
+        assert!(matches!(
+            map_event(&stream("sensor"), json(&big), &[]).unwrap_err(),
+            MapError::TooLarge(size) if size > 400 * 1024
+        ));
+    }
+
+    #[test]
+    fn the_stamp_is_asked_for_the_normalized_partition_key() {
+        let s = stream("sensor");
+        let seen = std::cell::RefCell::new(Vec::new());
+        let stamp = |p: &str| {
+            seen.borrow_mut().push(p.to_owned());
+            7
+        };
+        let fill = Fill {
+            stamp: &stamp,
+            ttl: None,
+        };
+        let m = with_fill(&s, r#"{"device_id":"D9"}"#, &[], &fill).expect("ok");
+        assert_eq!(*seen.borrow(), ["D9"]);
+        assert_eq!(&*m.key, "D9\u{0}0.7e1");
     }
 }

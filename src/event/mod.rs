@@ -7,17 +7,17 @@
 //! the writer; the optional [`crate::pipeline::ack::Ack`] travels with
 //! each item so `ack=written` requests learn when DynamoDB confirmed it.
 
+#[cfg(test)]
 pub mod attr;
+pub mod fields;
 pub mod map;
 pub mod number;
 pub mod size;
 pub mod template;
+pub mod typed;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::pipeline::ack::Ack;
 
@@ -28,7 +28,8 @@ pub type KeyId = Box<str>;
 /// One DynamoDB item on its way to a table.
 #[derive(Debug)]
 pub struct Item {
-    pub attrs: HashMap<String, AttributeValue>,
+    /// The item in DynamoDB's typed JSON, written once at intake ([`typed`]).
+    pub json: Box<[u8]>,
     pub key: KeyId,
     /// Size by DynamoDB's rules, in bytes (at most 400 KB).
     pub size: u32,

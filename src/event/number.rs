@@ -48,6 +48,43 @@ impl Normalized {
 /// Parses decimal text (`-12.50`, `1e3`, `0.001E-2`) and checks DynamoDB's limits:
 /// at most 38 significant digits, magnitude 1E-130 ..< 1E126 (or zero).
 pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
+    let p = parse(text)?;
+    Ok(Normalized {
+        negative: p.negative,
+        digits: p.digits().collect(),
+        exponent: p.exponent,
+    })
+}
+
+/// The bytes DynamoDB counts for `text` (as [`Normalized::size`]), after the
+/// same checks as [`normalize`] but without building the normalized form:
+/// the intake's per-number path.
+pub fn checked_size(text: &str) -> Result<usize, NumberError> {
+    parse(text).map(|p| 1 + p.len.div_ceil(2))
+}
+
+/// A parsed number: its significant digits are `len` bytes of the digit
+/// sequence `int ++ frac` starting at `skip`.
+struct Parsed<'a> {
+    negative: bool,
+    int: &'a str,
+    frac: &'a str,
+    skip: usize,
+    len: usize,
+    exponent: i64,
+}
+
+impl Parsed<'_> {
+    fn digits(&self) -> impl Iterator<Item = char> + '_ {
+        self.int
+            .chars()
+            .chain(self.frac.chars())
+            .skip(self.skip)
+            .take(self.len)
+    }
+}
+
+fn parse(text: &str) -> Result<Parsed<'_>, NumberError> {
     let syntax = || NumberError::Syntax(text.to_owned());
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -82,28 +119,35 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
         }
     };
     // value = 0.(int_part frac_part) × 10^(exponent + len(int_part))
-    let all: String = int_part.chars().chain(frac_part.chars()).collect();
-    exponent += int_part.len() as i64;
-    let leading = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0').to_owned();
-    exponent -= leading as i64;
-    if digits.is_empty() {
-        return Ok(Normalized {
+    let all = || int_part.bytes().chain(frac_part.bytes());
+    let total = int_part.len() + frac_part.len();
+    let leading = all().take_while(|b| *b == b'0').count();
+    exponent += int_part.len() as i64 - leading as i64;
+    if leading == total {
+        return Ok(Parsed {
             negative: false,
-            digits,
+            int: "",
+            frac: "",
+            skip: 0,
+            len: 0,
             exponent: 0,
         });
     }
-    if digits.len() > 38 {
+    let trailing = all().rev().take_while(|b| *b == b'0').count();
+    let len = total - leading - trailing;
+    if len > 38 {
         return Err(NumberError::Precision(text.to_owned()));
     }
     // 0.D × 10^E >= 1E-130  <=>  E >= -129 ;  < 1E126  <=>  E <= 126
     if !(-129..=126).contains(&exponent) {
         return Err(NumberError::Range(text.to_owned()));
     }
-    Ok(Normalized {
+    Ok(Parsed {
         negative,
-        digits,
+        int: int_part,
+        frac: frac_part,
+        skip: leading,
+        len,
         exponent,
     })
 }
@@ -150,5 +194,32 @@ mod tests {
         assert_eq!(normalize("1200").expect("n").size(), 2); // "12"
         assert_eq!(normalize("123").expect("n").size(), 3);
         assert_eq!(normalize("1695678123000").expect("n").size(), 1 + 5); // "1695678123"
+    }
+
+    #[test]
+    fn checked_size_agrees_with_normalize() {
+        for text in [
+            "0",
+            "-0.000",
+            "7",
+            "1200",
+            "123",
+            "1695678123000",
+            "001.0100",
+            "1e-130",
+            "-12.50e3",
+        ] {
+            assert_eq!(
+                checked_size(text).expect(text),
+                normalize(text).expect(text).size(),
+                "{text}"
+            );
+        }
+        assert!(matches!(checked_size("1e126"), Err(NumberError::Range(_))));
+        assert!(matches!(
+            checked_size(&"9".repeat(39)),
+            Err(NumberError::Precision(_))
+        ));
+        assert!(matches!(checked_size("1.2.3"), Err(NumberError::Syntax(_))));
     }
 }

@@ -174,12 +174,11 @@ impl Shared {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::time::Instant;
 
     pub(crate) fn item(key: &str, size: u32) -> Item {
         Item {
-            attrs: HashMap::new(),
+            json: Box::from(&b"{}"[..]),
             key: key.into(),
             size,
             stream: "s".into(),

@@ -20,9 +20,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::Value;
-
 use super::ack::Ack;
 use super::clock::SortClock;
 use super::queue::{QueueFull, QueueSender};
@@ -31,8 +28,8 @@ use super::spool::feeder::Feeder;
 use super::spool::overflow::Overflow;
 use super::spool::{self, AppendWait, Spool};
 use crate::config::{AckLevel, StreamSpec};
+use crate::event::fields::Fields;
 use crate::event::map::{self, MapError};
-use crate::event::size::{self, MAX_ITEM_BYTES};
 use crate::event::Item;
 use crate::telemetry::metrics::StreamMetrics;
 
@@ -182,7 +179,7 @@ impl Router {
     pub fn ingest(
         &self,
         stream: &str,
-        events: Vec<Value>,
+        events: Vec<Fields<'_>>,
         context: &[(String, String)],
         ack_level: AckLevel,
         source: &'static str,
@@ -196,7 +193,7 @@ impl Router {
     pub fn offer(
         &self,
         stream: &str,
-        events: Vec<Value>,
+        events: Vec<Fields<'_>>,
         context: &[(String, String)],
         ack_level: AckLevel,
         source: &'static str,
@@ -207,7 +204,7 @@ impl Router {
     fn ingest_inner(
         &self,
         stream: &str,
-        events: Vec<Value>,
+        events: Vec<Fields<'_>>,
         context: &[(String, String)],
         ack_level: AckLevel,
         source: &'static str,
@@ -238,7 +235,7 @@ impl Router {
 impl StreamRoute {
     fn ingest(
         &self,
-        events: Vec<Value>,
+        events: Vec<Fields<'_>>,
         context: &[(String, String)],
         ack_level: AckLevel,
     ) -> Result<Accepted, IngestError> {
@@ -274,40 +271,21 @@ impl StreamRoute {
                 .unwrap_or(0);
             (now_s + ttl.as_secs()).to_string()
         });
+        let stamp = |partition: &str| self.clock.assign(partition, now);
+        let fill = map::Fill {
+            stamp: &stamp,
+            ttl: ttl_value
+                .as_deref()
+                .map(|v| (self.spec.ttl_attribute.as_str(), v)),
+        };
         let mut items = Vec::with_capacity(count);
-        for (index, event) in events.into_iter().enumerate() {
-            let mapped = map::map_event(&self.spec, event, context)
+        for (index, event) in events.iter().enumerate() {
+            let mapped = map::map_event(&self.spec, event, context, &fill)
                 .map_err(|error| IngestError::Invalid { index, error })?;
-            let mut attrs = mapped.attrs;
-            if mapped.needs_sort_key {
-                if let Some(sk) = &self.spec.table.sort_key {
-                    // Normalized, so `1` and `1.0` share one sequence.
-                    let partition = map::key_id(&attrs, &self.spec.partition_key, None);
-                    let stamp = self.clock.assign(&partition, now);
-                    attrs.insert(sk.name.clone(), AttributeValue::N(stamp.to_string()));
-                }
-            }
-            if let Some(ttl) = &ttl_value {
-                attrs
-                    .entry(self.spec.ttl_attribute.clone())
-                    .or_insert_with(|| AttributeValue::N(ttl.clone()));
-            }
-            let size = size::item_size(&attrs);
-            if size > MAX_ITEM_BYTES {
-                return Err(IngestError::Invalid {
-                    index,
-                    error: MapError::TooLarge(size),
-                });
-            }
-            let key = map::key_id(
-                &attrs,
-                &self.spec.partition_key,
-                self.spec.table.sort_key.as_ref(),
-            );
             items.push(Item {
-                attrs,
-                key,
-                size: size as u32,
+                json: mapped.json,
+                key: mapped.key,
+                size: mapped.size as u32,
                 stream: self.spec.name.clone(),
                 received: now,
                 acks: ack.iter().cloned().collect(),

@@ -14,7 +14,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::event::attr::item_to_typed_json;
 use crate::event::Item;
 use crate::telemetry::metrics::TableMetrics;
 
@@ -176,7 +175,9 @@ impl DeadLetter {
                 "stream": &*item.stream,
                 "reason": reason.label(),
                 "message": message,
-                "item": item_to_typed_json(&item.attrs),
+                // Typed JSON written by the gateway itself: it parses.
+                "item": serde_json::from_slice::<serde_json::Value>(&item.json)
+                    .unwrap_or_else(|e| json!({ "unreadable": e.to_string() })),
             });
             // Writing JSON into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buf, &line);

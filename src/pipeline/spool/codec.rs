@@ -5,15 +5,10 @@
 //! type and the sort key assigned by the router: a replay writes the very
 //! same items (an overwrite in DynamoDB, never a duplicate).
 
-use std::collections::HashMap;
+use serde_json::Value;
 
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
-use serde_json::{json, Map, Value};
-
-use crate::event::attr::item_to_typed_json;
-use crate::event::{Item, KeyId};
+use crate::event::typed::attrs_from_typed;
+use crate::event::{size, Item, KeyId};
 
 /// A payload that does not decode (a bug or a foreign file: its checksum was fine).
 #[derive(Debug, thiserror::Error)]
@@ -25,21 +20,39 @@ pub struct DecodeError(String);
 pub struct Decoded {
     pub time_ms: u64,
     pub stream: String,
-    pub items: Vec<(KeyId, HashMap<String, AttributeValue>)>,
+    pub items: Vec<DecodedItem>,
 }
 
-/// Encodes one request's items.
+/// One item of a record, as the router mapped it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedItem {
+    pub key: KeyId,
+    /// Typed JSON, as in [`Item::json`].
+    pub json: Box<[u8]>,
+    /// Size by DynamoDB's rules.
+    pub size: usize,
+}
+
+/// Encodes one request's items (each item's typed JSON copied as it is).
 pub fn encode(time_ms: u64, stream: &str, items: &[Item]) -> Vec<u8> {
-    let body = json!({
-        "s": stream,
-        "i": items
-            .iter()
-            .map(|it| json!({"k": &*it.key, "a": item_to_typed_json(&it.attrs)}))
-            .collect::<Vec<_>>(),
-    });
-    let mut out = time_ms.to_le_bytes().to_vec();
-    // Writing JSON into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
+    let estimate: usize = items.iter().map(|i| i.json.len() + i.key.len() + 16).sum();
+    let mut out = Vec::with_capacity(8 + 16 + stream.len() + estimate);
+    out.extend_from_slice(&time_ms.to_le_bytes());
+    // Writing JSON strings into a Vec cannot fail.
+    out.extend_from_slice(b"{\"s\":");
+    let _ = serde_json::to_writer(&mut out, stream);
+    out.extend_from_slice(b",\"i\":[");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"k\":");
+        let _ = serde_json::to_writer(&mut out, &*it.key);
+        out.extend_from_slice(b",\"a\":");
+        out.extend_from_slice(&it.json);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
     out
 }
 
@@ -48,7 +61,8 @@ pub fn time_ms(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
-/// Decodes a payload written by [`encode`].
+/// Decodes a payload written by [`encode`]; every item's typed JSON is
+/// checked (it must read back as attribute values) and sized.
 pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
     let bad = |m: &str| DecodeError(m.to_owned());
     let time_ms = time_ms(payload).ok_or_else(|| bad("shorter than its time stamp"))?;
@@ -64,11 +78,17 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
         .iter()
         .map(|it| {
             let key = it["k"].as_str().ok_or_else(|| bad("item without key"))?;
-            let attrs = match &it["a"] {
-                Value::Object(m) => attrs_from_typed(m)?,
+            let typed = &it["a"];
+            let attrs = match typed {
+                Value::Object(m) => attrs_from_typed(m).map_err(|e| DecodeError(e.to_string()))?,
                 _ => return Err(bad("item without attributes")),
             };
-            Ok((KeyId::from(key), attrs))
+            let json = serde_json::to_vec(typed).map_err(|e| DecodeError(e.to_string()))?;
+            Ok(DecodedItem {
+                key: KeyId::from(key),
+                json: json.into_boxed_slice(),
+                size: size::item_size(&attrs),
+            })
         })
         .collect::<Result<_, _>>()?;
     Ok(Decoded {
@@ -78,60 +98,13 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
     })
 }
 
-fn attrs_from_typed(
-    m: &Map<String, Value>,
-) -> Result<HashMap<String, AttributeValue>, DecodeError> {
-    m.iter()
-        .map(|(k, v)| Ok((k.clone(), from_typed(v)?)))
-        .collect()
-}
-
-fn from_typed(v: &Value) -> Result<AttributeValue, DecodeError> {
-    let bad = || DecodeError(format!("not a typed attribute: {v}"));
-    let (tag, inner) = match v {
-        Value::Object(m) if m.len() == 1 => m.iter().next().ok_or_else(bad)?,
-        _ => return Err(bad()),
-    };
-    let text = || inner.as_str().map(str::to_owned).ok_or_else(bad);
-    let texts = || {
-        inner
-            .as_array()
-            .ok_or_else(bad)?
-            .iter()
-            .map(|s| s.as_str().map(str::to_owned).ok_or_else(bad))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let blob = |s: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map(Blob::new)
-            .map_err(|_| bad())
-    };
-    Ok(match tag.as_str() {
-        "S" => AttributeValue::S(text()?),
-        "N" => AttributeValue::N(text()?),
-        "B" => AttributeValue::B(blob(&text()?)?),
-        "BOOL" => AttributeValue::Bool(inner.as_bool().ok_or_else(bad)?),
-        "NULL" => AttributeValue::Null(inner.as_bool().ok_or_else(bad)?),
-        "L" => AttributeValue::L(
-            inner
-                .as_array()
-                .ok_or_else(bad)?
-                .iter()
-                .map(from_typed)
-                .collect::<Result<_, _>>()?,
-        ),
-        "M" => AttributeValue::M(attrs_from_typed(inner.as_object().ok_or_else(bad)?)?),
-        "SS" => AttributeValue::Ss(texts()?),
-        "NS" => AttributeValue::Ns(texts()?),
-        "BS" => AttributeValue::Bs(texts()?.iter().map(|s| blob(s)).collect::<Result<_, _>>()?),
-        _ => return Err(bad()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::typed::parse_item;
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Instant;
 
@@ -164,8 +137,10 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let json =
+            serde_json::to_vec(&crate::event::attr::item_to_typed_json(&attrs)).expect("json");
         let item = Item {
-            attrs: attrs.clone(),
+            json: json.into_boxed_slice(),
             key: "d-1\u{0}1732761600123".into(),
             size: 100,
             stream: Arc::from("sensor"),
@@ -176,7 +151,10 @@ mod tests {
         let d = decode(&payload).expect("decodes");
         assert_eq!(d.time_ms, 42);
         assert_eq!(d.stream, "sensor");
-        assert_eq!(d.items, vec![(KeyId::from("d-1\u{0}1732761600123"), attrs)]);
+        assert_eq!(d.items.len(), 1);
+        assert_eq!(&*d.items[0].key, "d-1\u{0}1732761600123");
+        assert_eq!(parse_item(&d.items[0].json).expect("typed"), attrs);
+        assert_eq!(d.items[0].size, size::item_size(&attrs));
     }
 
     #[test]

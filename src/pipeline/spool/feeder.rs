@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{self, Decoded};
 use super::overflow::{Located, Overflow};
 use super::{record, segment_path};
-use crate::event::size;
 use crate::event::Item;
 use crate::pipeline::ack::Ack;
 use crate::pipeline::queue::QueueSender;
@@ -133,10 +132,10 @@ impl Feeder {
         let now = Instant::now();
         Ok(d.items
             .iter()
-            .map(|(key, attrs)| Item {
-                size: size::item_size(attrs) as u32,
-                attrs: attrs.clone(),
-                key: key.clone(),
+            .map(|it| Item {
+                size: it.size as u32,
+                json: it.json.clone(),
+                key: it.key.clone(),
                 stream: stream.clone(),
                 received: now,
                 acks: vec![ack.clone()],

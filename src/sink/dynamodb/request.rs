@@ -14,18 +14,22 @@ use super::retry::{classify, WriteError};
 use super::writer::{BatchWrite, WriteOutcome};
 use crate::config::TableSpec;
 use crate::event::map::key_id;
+use crate::event::typed;
 use crate::event::{Item, KeyId};
 
-/// PutRequests for `items`, in order.
-pub fn write_requests(items: &[Item]) -> Vec<WriteRequest> {
+/// PutRequests for `items`, in order (each item's typed JSON read back
+/// into the SDK's attribute values).
+pub fn write_requests(items: &[Item]) -> Result<Vec<WriteRequest>, WriteError> {
     items
         .iter()
-        .filter_map(|item| {
+        .map(|item| {
+            let invalid = |message: String| WriteError::Validation { message };
+            let attrs = typed::parse_item(&item.json).map_err(|e| invalid(e.to_string()))?;
             let put = PutRequest::builder()
-                .set_item(Some(item.attrs.clone()))
+                .set_item(Some(attrs))
                 .build()
-                .ok()?;
-            Some(WriteRequest::builder().put_request(put).build())
+                .map_err(|e| invalid(e.to_string()))?;
+            Ok(WriteRequest::builder().put_request(put).build())
         })
         .collect()
 }
@@ -106,7 +110,7 @@ impl BatchWrite for SdkWriter {
         let output = self
             .client
             .batch_write_item()
-            .request_items(table.name.clone(), write_requests(items))
+            .request_items(table.name.clone(), write_requests(items)?)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await

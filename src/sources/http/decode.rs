@@ -4,7 +4,9 @@
 //! problem; element positions are kept so later mapping errors can name
 //! them too.
 
-use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::event::fields::{Fields, Kind};
 
 /// How a body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,55 +76,80 @@ impl DecodeError {
     }
 }
 
-/// Decodes `body` into JSON objects.
-pub fn decode(body: &[u8], format: Format) -> Result<(Vec<Value>, Positions), DecodeError> {
+/// Decodes `body` into JSON objects, each borrowed from `body`.
+pub fn decode(body: &[u8], format: Format) -> Result<(Vec<Fields<'_>>, Positions), DecodeError> {
     match format {
         Format::Json => decode_json(body),
         Format::Ndjson => decode_ndjson(body),
     }
 }
 
-fn decode_json(body: &[u8]) -> Result<(Vec<Value>, Positions), DecodeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::Empty);
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::Json {
+fn json_error(e: &serde_json::Error) -> DecodeError {
+    DecodeError::Json {
         line: e.line(),
         column: e.column(),
-        message: strip_position(&e),
-    })?;
-    match value {
-        Value::Object(_) => Ok((vec![value], Positions::Single)),
-        Value::Array(items) => {
-            if items.is_empty() {
-                return Err(DecodeError::Empty);
-            }
-            if let Some(i) = items.iter().position(|v| !v.is_object()) {
-                return Err(DecodeError::NotAnObject(format!("element {i}")));
-            }
-            Ok((items, Positions::Array))
-        }
-        _ => Err(DecodeError::NotAnObject("the body".to_owned())),
+        message: strip_position(e),
     }
 }
 
-fn decode_ndjson(body: &[u8]) -> Result<(Vec<Value>, Positions), DecodeError> {
+/// The first byte that is not JSON whitespace.
+fn first_byte(text: &[u8]) -> Option<u8> {
+    text.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+fn decode_json(body: &[u8]) -> Result<(Vec<Fields<'_>>, Positions), DecodeError> {
+    match first_byte(body) {
+        None => Err(DecodeError::Empty),
+        Some(b'{') => {
+            let fields = Fields::parse(body).map_err(|e| json_error(&e))?;
+            Ok((vec![fields], Positions::Single))
+        }
+        Some(b'[') => {
+            let elements: Vec<&RawValue> =
+                serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+            if elements.is_empty() {
+                return Err(DecodeError::Empty);
+            }
+            let events = elements
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    if Kind::of(raw) != Kind::Object {
+                        return Err(DecodeError::NotAnObject(format!("element {i}")));
+                    }
+                    // Valid JSON already: an object always reads as fields.
+                    Fields::parse(raw.get().as_bytes())
+                        .map_err(|_| DecodeError::NotAnObject(format!("element {i}")))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((events, Positions::Array))
+        }
+        Some(_) => {
+            // Valid JSON but not an object or array, or no JSON at all.
+            let _: &RawValue = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+            Err(DecodeError::NotAnObject("the body".to_owned()))
+        }
+    }
+}
+
+fn decode_ndjson(body: &[u8]) -> Result<(Vec<Fields<'_>>, Positions), DecodeError> {
     let mut events = Vec::new();
     let mut lines = Vec::new();
     for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = first_byte(line) else {
             continue;
-        }
-        let value: Value = serde_json::from_slice(line).map_err(|e| DecodeError::NdjsonLine {
+        };
+        let line_error = |e: serde_json::Error| DecodeError::NdjsonLine {
             line: i + 1,
             column: e.column(),
             message: strip_position(&e),
-        })?;
-        if !value.is_object() {
+        };
+        if first != b'{' {
+            let _: &RawValue = serde_json::from_slice(line).map_err(line_error)?;
             return Err(DecodeError::NotAnObject(format!("line {}", i + 1)));
         }
-        events.push(value);
+        events.push(Fields::parse(line).map_err(line_error)?);
         lines.push(i + 1);
     }
     if events.is_empty() {
@@ -157,14 +184,16 @@ mod tests {
     #[test]
     fn errors_name_line_and_column() {
         assert_eq!(
-            decode(b"{\"a\":\n  tru}", Format::Json),
+            decode(b"{\"a\":\n  tru}", Format::Json).map(|_| ()),
             Err(DecodeError::Json {
                 line: 2,
                 column: 6,
                 message: "expected ident".into()
             })
         );
-        let e = decode(b"{\"a\":1}\n{\"a\":2}\n{oops}\n", Format::Ndjson).unwrap_err();
+        let e = decode(b"{\"a\":1}\n{\"a\":2}\n{oops}\n", Format::Ndjson)
+            .map(|_| ())
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -177,19 +206,28 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(
-            decode(b"[{\"a\":1}, 5]", Format::Json),
+            decode(b"[{\"a\":1}, 5]", Format::Json).map(|_| ()),
             Err(DecodeError::NotAnObject("element 1".into()))
         );
         assert_eq!(
-            decode(b"\"str\"", Format::Json),
+            decode(b"\"str\"", Format::Json).map(|_| ()),
             Err(DecodeError::NotAnObject("the body".into()))
         );
         assert_eq!(
-            decode(b"{}\n[1]\n", Format::Ndjson),
+            decode(b"{}\n[1]\n", Format::Ndjson).map(|_| ()),
             Err(DecodeError::NotAnObject("line 2".into()))
         );
-        assert_eq!(decode(b"  ", Format::Json), Err(DecodeError::Empty));
-        assert_eq!(decode(b"[]", Format::Json), Err(DecodeError::Empty));
-        assert_eq!(decode(b"\n\n", Format::Ndjson), Err(DecodeError::Empty));
+        assert_eq!(
+            decode(b"  ", Format::Json).map(|_| ()),
+            Err(DecodeError::Empty)
+        );
+        assert_eq!(
+            decode(b"[]", Format::Json).map(|_| ()),
+            Err(DecodeError::Empty)
+        );
+        assert_eq!(
+            decode(b"\n\n", Format::Ndjson).map(|_| ()),
+            Err(DecodeError::Empty)
+        );
     }
 }

@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Map, Value};
 
 use super::auth::AuthError;
 use super::client_rate::{retry_after_secs, ClientId, RateError};
@@ -26,6 +25,7 @@ use super::decode::{self, DecodeError, Format, Positions};
 use super::response::{accepted, raw_json, ApiError};
 use super::HttpState;
 use crate::config::AckLevel;
+use crate::event::fields::Fields;
 use crate::pipeline::router::IngestError;
 use crate::pipeline::spool::SpoolError;
 use crate::telemetry::metrics::StreamMetrics;
@@ -130,10 +130,8 @@ async fn route_and_ingest(
     };
 
     // Seed routes that take only query parameters ignore the body, as the seed apps do.
-    let (events, positions) = match seed {
-        Some(Seed::LogActivity | Seed::AddToCart) => {
-            (vec![Value::Object(Map::new())], Positions::Single)
-        }
+    let (body, format) = match seed {
+        Some(Seed::LogActivity | Seed::AddToCart) => (Bytes::new(), None),
         _ => {
             let format = body_format(&req, seed.is_none())
                 .inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
@@ -165,6 +163,12 @@ async fn route_and_ingest(
                 .router
                 .refuse_if_full(&stream, ack, "http")
                 .map_err(|e| ingest_error(e, &Positions::Single, state.retry_after_secs))?;
+            (body, Some(format))
+        }
+    };
+    let (events, positions) = match format {
+        None => (vec![Fields::default()], Positions::Single),
+        Some(format) => {
             let decoded = decode::decode(&body, format);
             let (events, positions) = decoded.map_err(|e| {
                 reject(&stream, e.reason());
@@ -187,7 +191,10 @@ async fn route_and_ingest(
             .map_err(|e| rate_error(state, e))?;
     }
     let device_id = match seed {
-        Some(Seed::UploadData) => events.first().and_then(|e| e.get("device_id")).cloned(),
+        Some(Seed::UploadData) => events
+            .first()
+            .and_then(|e| e.get("device_id"))
+            .map(|raw| raw.get().to_owned()),
         _ => None,
     };
     let accepted_req = state
@@ -392,7 +399,7 @@ fn seed_stream(seed: Seed) -> &'static str {
 fn seed_response(
     seed: Seed,
     context: &[(String, String)],
-    device_id: Option<Value>,
+    device_id: Option<String>,
 ) -> Response<Full<Bytes>> {
     let param = |name: &str| {
         let v = context
@@ -410,9 +417,7 @@ fn seed_response(
         ),
         Seed::UploadData => format!(
             r#"{{"status":"success","device_id":{}}}"#,
-            device_id
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "null".to_owned())
+            device_id.unwrap_or_else(|| "null".to_owned())
         ),
         Seed::AddToCart => r#"{"status":"Item added to cart"}"#.to_owned(),
     };
@@ -593,7 +598,7 @@ fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiE
                 | MapError::KeyTooLong { name, .. }
                 | MapError::BadField { name, .. }
                 | MapError::MistypedField { name, .. } => Some(name.clone()),
-                MapError::NotAnObject | MapError::TooLarge(_) => None,
+                MapError::TooLarge(_) => None,
             };
             let (message, line) = match positions.describe(index) {
                 Some((at, line)) => (format!("{at}: {error}"), line),

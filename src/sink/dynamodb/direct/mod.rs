@@ -148,9 +148,7 @@ impl DirectWriter {
 
 impl BatchWrite for DirectWriter {
     async fn write(&self, table: &TableSpec, items: &[Item]) -> Result<WriteOutcome, WriteError> {
-        let body = wire::request_body(&table.name, items).map_err(|e| WriteError::Validation {
-            message: e.to_string(),
-        })?;
+        let body = wire::request_body(&table.name, items);
         let (status, error_type, response) = self.send(body).await?;
         if status == 200 {
             wire::outcome(table, items, &response)

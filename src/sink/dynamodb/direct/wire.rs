@@ -1,11 +1,10 @@
 //! The BatchWriteItem wire format (DynamoDB's JSON 1.0 protocol), written
-//! and read without the SDK's model types: the request body straight from
-//! the batch's attribute maps (no clone of any item), and the response
+//! and read without the SDK's model types: the request body is the items'
+//! typed JSON (written once at intake) copied into place, and the response
 //! mapped back to the batch (unprocessed indexes, consumed WCU) or to a
 //! [`WriteError`] by its `__type` code.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
@@ -22,137 +21,26 @@ pub const TARGET: &str = "DynamoDB_20120810.BatchWriteItem";
 /// `Content-Type` of the JSON 1.0 protocol.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
-/// An attribute the writer cannot put on the wire (the SDK's `Unknown`
-/// variant; the gateway never builds one).
-#[derive(Debug, thiserror::Error)]
-#[error("attribute {0:?} has a type the gateway cannot write")]
-pub struct UnwritableAttribute(pub String);
-
 /// The BatchWriteItem request body: one PutRequest per item, in order,
-/// `ReturnConsumedCapacity: TOTAL`.
-pub fn request_body(table: &str, items: &[Item]) -> Result<Vec<u8>, UnwritableAttribute> {
-    let estimate: usize = items.iter().map(|i| i.size as usize * 2 + 64).sum();
-    let mut out = Vec::with_capacity(estimate + 96);
+/// `ReturnConsumedCapacity: TOTAL`. Each item's typed JSON was written at
+/// intake and is copied as it is.
+pub fn request_body(table: &str, items: &[Item]) -> Vec<u8> {
+    let estimate: usize = items.iter().map(|i| i.json.len() + 32).sum();
+    let mut out = Vec::with_capacity(estimate + 96 + table.len());
     out.extend_from_slice(b"{\"RequestItems\":{");
-    string(&mut out, table);
+    // serde_json's escaping of a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, table);
     out.extend_from_slice(b":[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"PutRequest\":{\"Item\":");
-        map(&mut out, &item.attrs)?;
+        out.extend_from_slice(&item.json);
         out.extend_from_slice(b"}}");
     }
     out.extend_from_slice(b"]},\"ReturnConsumedCapacity\":\"TOTAL\"}");
-    Ok(out)
-}
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaping of a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-fn map(
-    out: &mut Vec<u8>,
-    attrs: &HashMap<String, AttributeValue>,
-) -> Result<(), UnwritableAttribute> {
-    out.push(b'{');
-    for (i, (name, value)) in attrs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, name);
-        out.push(b':');
-        attribute(out, name, value)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-fn strings<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = &'a str>) {
-    out.push(b'[');
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, v);
-    }
-    out.push(b']');
-}
-
-fn blob(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'"');
-    let _ = write!(
-        out,
-        "{}",
-        base64::display::Base64Display::new(bytes, &base64::engine::general_purpose::STANDARD)
-    );
-    out.push(b'"');
-}
-
-fn attribute(
-    out: &mut Vec<u8>,
-    name: &str,
-    value: &AttributeValue,
-) -> Result<(), UnwritableAttribute> {
-    match value {
-        AttributeValue::S(s) => {
-            out.extend_from_slice(b"{\"S\":");
-            string(out, s);
-        }
-        AttributeValue::N(n) => {
-            out.extend_from_slice(b"{\"N\":");
-            string(out, n);
-        }
-        AttributeValue::B(b) => {
-            out.extend_from_slice(b"{\"B\":");
-            blob(out, b.as_ref());
-        }
-        AttributeValue::Bool(b) => {
-            out.extend_from_slice(if *b {
-                b"{\"BOOL\":true"
-            } else {
-                b"{\"BOOL\":false"
-            });
-        }
-        AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
-        AttributeValue::M(m) => {
-            out.extend_from_slice(b"{\"M\":");
-            map(out, m)?;
-        }
-        AttributeValue::L(l) => {
-            out.extend_from_slice(b"{\"L\":[");
-            for (i, v) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                attribute(out, name, v)?;
-            }
-            out.push(b']');
-        }
-        AttributeValue::Ss(v) => {
-            out.extend_from_slice(b"{\"SS\":");
-            strings(out, v.iter().map(String::as_str));
-        }
-        AttributeValue::Ns(v) => {
-            out.extend_from_slice(b"{\"NS\":");
-            strings(out, v.iter().map(String::as_str));
-        }
-        AttributeValue::Bs(v) => {
-            out.extend_from_slice(b"{\"BS\":[");
-            for (i, b) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                blob(out, b.as_ref());
-            }
-            out.push(b']');
-        }
-        _ => return Err(UnwritableAttribute(name.to_owned())),
-    }
-    out.push(b'}');
-    Ok(())
+    out
 }
 
 /// A 200 response mapped back to the batch. An unparseable body is a
@@ -261,8 +149,10 @@ mod tests {
     use std::time::Instant;
 
     fn item(attrs: HashMap<String, AttributeValue>, key: &str) -> Item {
+        let json =
+            serde_json::to_vec(&crate::event::attr::item_to_typed_json(&attrs)).expect("json");
         Item {
-            attrs,
+            json: json.into_boxed_slice(),
             key: key.into(),
             size: 10,
             stream: Arc::from("s"),
@@ -299,7 +189,7 @@ mod tests {
             ("ns", AttributeValue::Ns(vec!["1".into(), "2e3".into()])),
             ("bs", AttributeValue::Bs(vec![Blob::new(vec![7u8])])),
         ]);
-        let body = request_body("T\u{e9}", &[item(a, "k")]).expect("body");
+        let body = request_body("T\u{e9}", &[item(a, "k")]);
         let v: Value = serde_json::from_slice(&body).expect("valid JSON");
         assert_eq!(v["ReturnConsumedCapacity"], "TOTAL");
         let it = &v["RequestItems"]["T\u{e9}"][0]["PutRequest"]["Item"];

@@ -1,0 +1,222 @@
+//! One decoded event: its top-level fields, borrowed from the request body
+//! or MQTT payload (names unescaped only when they hold escapes, values as
+//! their raw JSON text). The sources decode into this, the mapper writes the
+//! item's typed JSON from it: no JSON tree is built for a flat event.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Objects with more fields than this find duplicates through a hash set.
+const LINEAR_DEDUP: usize = 32;
+
+/// The fields of one JSON object, in their first order; a name given twice
+/// keeps its last value (as a JSON object read into a map would).
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    list: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// What a raw JSON value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Number,
+    Bool,
+    Null,
+    Array,
+    Object,
+}
+
+impl Kind {
+    /// The kind of a raw JSON value (valid JSON, no surrounding whitespace).
+    pub fn of(raw: &RawValue) -> Kind {
+        match raw.get().as_bytes().first() {
+            Some(b'"') => Kind::String,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'n') => Kind::Null,
+            Some(b'[') => Kind::Array,
+            Some(b'{') => Kind::Object,
+            _ => Kind::Number,
+        }
+    }
+
+    /// For error messages: "a string", "an array", ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::String => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "a boolean",
+            Kind::Null => "null",
+            Kind::Array => "an array",
+            Kind::Object => "an object",
+        }
+    }
+}
+
+/// The text of a raw JSON string, unescaped (borrowed when it has no escapes).
+pub fn string_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+impl<'a> Fields<'a> {
+    /// Parses one JSON object from `text` (the whole text must be that object).
+    pub fn parse(text: &'a [u8]) -> Result<Fields<'a>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let fields = Fields::deserialize(&mut de)?;
+        de.end()?;
+        Ok(fields)
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.list.iter().map(|(n, v)| (n.as_ref(), *v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The raw value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.list.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut list: Vec<(Cow<'de, str>, &'de RawValue)> =
+            Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let mut index: Option<std::collections::HashMap<Cow<'de, str>, usize>> = None;
+        while let Some(Name(name)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            let earlier = match &mut index {
+                Some(index) => index.get(&name).copied(),
+                None => list.iter().position(|(n, _)| *n == name),
+            };
+            if let Some(i) = earlier {
+                list[i].1 = value;
+                continue;
+            }
+            if let Some(index) = &mut index {
+                index.insert(name.clone(), list.len());
+            }
+            list.push((name, value));
+            if index.is_none() && list.len() > LINEAR_DEDUP {
+                index = Some(
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, (n, _))| (n.clone(), i))
+                        .collect(),
+                );
+            }
+        }
+        Ok(Fields { list })
+    }
+}
+
+/// A field name, borrowed from the input unless it holds escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Name(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Name(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Name(Cow::Owned(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_order_raw_values_and_unescaped_names() {
+        let f = Fields::parse(br#" {"a":1.50, "b\u0041":"x\ny", "c":{"d":[1,2]}, "e":null} "#)
+            .expect("object");
+        let names: Vec<&str> = f.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "bA", "c", "e"]);
+        assert_eq!(f.get("a").map(RawValue::get), Some("1.50"));
+        assert_eq!(f.get("c").map(RawValue::get), Some(r#"{"d":[1,2]}"#));
+        let b = f.get("bA").expect("b");
+        assert_eq!(Kind::of(b), Kind::String);
+        assert_eq!(string_text(b).as_deref(), Some("x\ny"));
+        assert_eq!(Kind::of(f.get("e").expect("e")), Kind::Null);
+        assert!(!f.contains("b"));
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_last_value_in_its_first_place() {
+        let f = Fields::parse(br#"{"a":1,"b":2,"a":3}"#).expect("object");
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(n, v)| (n, v.get())).collect();
+        assert_eq!(pairs, [("a", "3"), ("b", "2")]);
+        let wide: String = (0..100)
+            .map(|i| format!(r#""f{}":{i}"#, i % 50))
+            .collect::<Vec<_>>()
+            .join(",");
+        let wide = format!("{{{wide}}}");
+        let f = Fields::parse(wide.as_bytes()).expect("object");
+        assert_eq!(f.len(), 50);
+        assert_eq!(f.get("f7").map(RawValue::get), Some("57"));
+    }
+
+    #[test]
+    fn only_a_whole_object_parses() {
+        assert!(Fields::parse(b"[1]").is_err());
+        assert!(Fields::parse(b"{} x").is_err());
+        assert!(Fields::parse(br#"{"a":}"#).is_err());
+        assert!(
+            Fields::parse(br#"{"a":"\ud800"}"#).is_ok(),
+            "raw, checked when written"
+        );
+    }
+}
