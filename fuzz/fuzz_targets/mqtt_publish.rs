@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use dynamo_ingest::config::{Overrides, ValidatedConfig, DEFAULT_TOML};
-use dynamo_ingest::event::map;
+use dynamo_ingest::event::{map, size, typed};
 use dynamo_ingest::sources::http::decode::{self, Format};
 use dynamo_ingest::sources::mqtt::ingest::TopicRoutes;
 use dynamo_ingest::sources::mqtt::packet::{self, CONNECT, MAX_REMAINING, PUBLISH};
@@ -94,9 +94,16 @@ fn ingest(setup: &Setup, topic: &str, payload: &[u8]) {
     let Ok((events, _)) = decode::decode(payload, Format::Json) else {
         return;
     };
-    for event in events {
-        if let Ok(mapped) = map::map_event(spec, event, &context) {
-            assert!(mapped.attrs.contains_key(&spec.partition_key.name));
+    let stamp = |_: &str| 1_700_000_000_000;
+    let fill = map::Fill {
+        stamp: &stamp,
+        ttl: None,
+    };
+    for event in &events {
+        if let Ok(mapped) = map::map_event(spec, event, &context, &fill) {
+            let attrs = typed::parse_item(&mapped.json).expect("typed JSON reads back");
+            assert!(attrs.contains_key(&spec.partition_key.name));
+            assert_eq!(mapped.size, size::item_size(&attrs));
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::QueueReceiver;
-use crate::event::Item;
+use crate::event::{Item, KeyHasher};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::telemetry::metrics::TableMetrics;
 
@@ -36,7 +36,7 @@ pub struct BatchBuilder {
     max_items: usize,
     max_bytes: usize,
     current: Batch,
-    index: HashMap<Box<str>, usize>,
+    index: HashMap<Box<str>, usize, KeyHasher>,
     /// Writes replaced by a later write of the same key.
     pub collapsed: u64,
 }
@@ -47,7 +47,7 @@ impl BatchBuilder {
             max_items: max_items.clamp(1, MAX_BATCH_ITEMS),
             max_bytes,
             current: Batch::default(),
-            index: HashMap::with_capacity(MAX_BATCH_ITEMS),
+            index: HashMap::with_capacity_and_hasher(MAX_BATCH_ITEMS, KeyHasher::default()),
             collapsed: 0,
         }
     }

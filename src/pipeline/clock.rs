@@ -7,9 +7,8 @@
 //! in ms. Time is monotonic (anchored to the wall clock once at start).
 //! One clock per table, shared by every stream writing it.
 
-use std::collections::hash_map::DefaultHasher;
+use crate::event::{hash_str, KeyHasher};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +21,7 @@ const PRUNE_AT: usize = 4096;
 pub struct SortClock {
     origin: Instant,
     origin_epoch_ms: u64,
-    shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
+    shards: Vec<Mutex<HashMap<Box<str>, u64, KeyHasher>>>,
 }
 
 impl Default for SortClock {
@@ -45,7 +44,9 @@ impl SortClock {
         Self {
             origin,
             origin_epoch_ms: epoch_ms,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
         }
     }
 
@@ -57,9 +58,7 @@ impl SortClock {
     /// A timestamp for `partition_key` at `now`, greater than any earlier one for that key.
     pub fn assign(&self, partition_key: &str, now: Instant) -> u64 {
         let now_ms = self.epoch_ms(now);
-        let mut h = DefaultHasher::new();
-        partition_key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(hash_str(partition_key) as usize) % SHARDS];
         let Ok(mut map) = shard.lock() else {
             return now_ms;
         };

@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::event::Item;
+use crate::event::{Item, KeyHasher};
 
 /// Hashed keys of the batches in flight, with how many batches hold each.
 #[derive(Debug, Default)]
 pub struct KeysInFlight {
-    held: Mutex<HashMap<u64, u32>>,
+    held: Mutex<HashMap<u64, u32, KeyHasher>>,
 }
 
 impl KeysInFlight {

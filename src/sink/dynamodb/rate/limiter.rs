@@ -21,6 +21,8 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::event::KeyHasher;
+
 /// The largest single item: 400 KB = 400 WCU.
 const MIN_BURST: u32 = 400;
 
@@ -164,7 +166,12 @@ impl WcuLimiter {
 #[derive(Debug)]
 pub struct KeyLimiter<C: Clock = DefaultClock> {
     clock: C,
-    buckets: RateLimiter<u64, HashMapStateStore<u64>, C, NoOpMiddleware<<C as Clock>::Instant>>,
+    buckets: RateLimiter<
+        u64,
+        HashMapStateStore<u64, KeyHasher>,
+        C,
+        NoOpMiddleware<<C as Clock>::Instant>,
+    >,
     burst: u32,
 }
 
