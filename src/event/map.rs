@@ -158,7 +158,8 @@ fn map_object(
         })
     };
     let pk = &stream.partition_key;
-    let mut key = key_part(find(&pk.name), pk, MAX_PARTITION_KEY_BYTES)?;
+    let mut key = String::with_capacity(64);
+    key_part(&mut key, find(&pk.name), pk, MAX_PARTITION_KEY_BYTES)?;
     if let Some(sk) = &stream.sort_key {
         let found = find(&sk.name);
         match (sk.source, found.is_some()) {
@@ -167,20 +168,20 @@ fn map_object(
             }
             (SortKeySource::ServerTime, false) | (SortKeySource::Auto, false) => {
                 // Stamped per normalized partition key, so `1` and `1.0` share one sequence.
-                let stamp = (fill.stamp)(&key).to_string();
-                item.n(&sk.name, &stamp)
+                let mut text = itoa::Buffer::new();
+                let stamp = text.format((fill.stamp)(&key));
+                item.n(&sk.name, stamp)
                     .map_err(|e| bad_field(&sk.name, e))?;
                 key.push('\0');
-                key.push_str(&canonical_number(&stamp));
+                push_number(&mut key, stamp);
             }
             (SortKeySource::Field, _) | (SortKeySource::Auto, true) => {
                 let spec = KeySpec {
                     name: sk.name.clone(),
                     kind: sk.kind,
                 };
-                let part = key_part(found, &spec, MAX_SORT_KEY_BYTES)?;
                 key.push('\0');
-                key.push_str(&part);
+                key_part(&mut key, found, &spec, MAX_SORT_KEY_BYTES)?;
             }
         }
     }
@@ -201,9 +202,15 @@ fn map_object(
     })
 }
 
-/// The key identity's text for one key attribute, after DynamoDB's checks
-/// (present, of the key's type, not empty, within the size limit).
-fn key_part(found: Option<Found<'_>>, key: &KeySpec, limit: usize) -> Result<String, MapError> {
+/// Appends the key identity's text for one key attribute to `id`, after
+/// DynamoDB's checks (present, of the key's type, not empty, within the
+/// size limit).
+fn key_part(
+    id: &mut String,
+    found: Option<Found<'_>>,
+    key: &KeySpec,
+    limit: usize,
+) -> Result<(), MapError> {
     let found = found.ok_or_else(|| MapError::MissingKey(key.name.clone()))?;
     let json_string;
     let (text, number) = match (key.kind, found) {
@@ -241,18 +248,21 @@ fn key_part(found: Option<Found<'_>>, key: &KeySpec, limit: usize) -> Result<Str
             limit,
         });
     }
-    Ok(if number {
-        canonical_number(text)
+    if number {
+        push_number(id, text);
     } else {
-        text.to_owned()
-    })
+        id.push_str(text);
+    }
+    Ok(())
 }
 
-/// A number's text in key identities (its own text if it is not a number).
-fn canonical_number(text: &str) -> String {
-    number::normalize(text)
-        .map(|n| n.canonical())
-        .unwrap_or_else(|_| text.to_owned())
+/// Appends a number's text in key identities (its own text if it is not a number).
+fn push_number(id: &mut String, text: &str) {
+    let start = id.len();
+    if number::push_canonical(id, text).is_err() {
+        id.truncate(start);
+        id.push_str(text);
+    }
 }
 
 /// Key attributes filled from text take the key's type.
@@ -320,7 +330,11 @@ pub fn key_id(
 ) -> Box<str> {
     let part = |name: &str| match attrs.get(name) {
         Some(AttributeValue::S(s)) => s.clone(),
-        Some(AttributeValue::N(n)) => canonical_number(n),
+        Some(AttributeValue::N(n)) => {
+            let mut id = String::new();
+            push_number(&mut id, n);
+            id
+        }
         _ => String::new(),
     };
     let mut id = part(&partition.name);

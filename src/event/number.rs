@@ -56,6 +56,25 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
     })
 }
 
+/// Appends the canonical text of `text` (as [`Normalized::canonical`]) to
+/// `out` without building the normalized form: key identities.
+pub fn push_canonical(out: &mut String, text: &str) -> Result<(), NumberError> {
+    use std::fmt::Write as _;
+    let p = parse(text)?;
+    if p.len == 0 {
+        out.push('0');
+        return Ok(());
+    }
+    if p.negative {
+        out.push('-');
+    }
+    out.push_str("0.");
+    out.extend(p.digits());
+    // Writing into a String cannot fail.
+    let _ = write!(out, "e{}", p.exponent);
+    Ok(())
+}
+
 /// The bytes DynamoDB counts for `text` (as [`Normalized::size`]), after the
 /// same checks as [`normalize`] but without building the normalized form:
 /// the intake's per-number path.
@@ -194,6 +213,28 @@ mod tests {
         assert_eq!(normalize("1200").expect("n").size(), 2); // "12"
         assert_eq!(normalize("123").expect("n").size(), 3);
         assert_eq!(normalize("1695678123000").expect("n").size(), 1 + 5); // "1695678123"
+    }
+
+    #[test]
+    fn push_canonical_agrees_with_normalize() {
+        for text in [
+            "0",
+            "-0.000",
+            "7",
+            "-1200",
+            "0.00123",
+            "1732761600123",
+            "1e-130",
+            "12.5e3",
+        ] {
+            let mut out = String::from("k\0");
+            push_canonical(&mut out, text).expect(text);
+            assert_eq!(
+                out,
+                format!("k\0{}", normalize(text).expect(text).canonical())
+            );
+        }
+        assert!(push_canonical(&mut String::new(), "x").is_err());
     }
 
     #[test]

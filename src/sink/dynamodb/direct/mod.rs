@@ -1,7 +1,7 @@
 //! The direct request path (`[dynamodb] request_path = "direct"`, the
 //! default): each batch becomes one signed BatchWriteItem HTTP request
-//! built here — body written straight from the items' attribute maps
-//! ([`wire`]), SigV4 signed with `aws-sigv4` ([`sign`]), sent on a pooled
+//! built here — body copied from the items' typed JSON ([`wire`]), SigV4
+//! signed with a day-cached key ([`sign`]), sent on a pooled
 //! hyper client over rustls — and the response is read back without the
 //! SDK's orchestrator, interceptors and model types. It sits where
 //! [`super::request::SdkWriter`] sits: between the writer's in-flight slot
