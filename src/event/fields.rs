@@ -195,6 +195,15 @@ mod tests {
     }
 
     #[test]
+    fn raw_values_carry_no_surrounding_whitespace() {
+        let f = Fields::parse(b"{ \"a\" :\t \"x\" , \"b\" :\r\n [ 1 ] , \"c\": true }")
+            .expect("object");
+        assert_eq!(f.get("a").map(RawValue::get), Some("\"x\""));
+        assert_eq!(f.get("b").map(RawValue::get), Some("[ 1 ]"));
+        assert_eq!(f.get("c").map(|v| Kind::of(v)), Some(Kind::Bool));
+    }
+
+    #[test]
     fn a_name_given_twice_keeps_its_last_value_in_its_first_place() {
         let f = Fields::parse(br#"{"a":1,"b":2,"a":3}"#).expect("object");
         let pairs: Vec<(&str, &str)> = f.iter().map(|(n, v)| (n, v.get())).collect();
