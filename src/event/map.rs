@@ -91,18 +91,6 @@ pub struct Mapped {
     pub size: usize,
 }
 
-/// Maps one decoded event. `context` holds text fields from the request
-/// (query parameters, path or topic captures); they fill attributes the JSON
-/// lacks and are converted by the stream's `attribute_types`.
-pub fn map_event(
-    stream: &StreamSpec,
-    event: &Fields<'_>,
-    context: &[(String, String)],
-    fill: &Fill<'_>,
-) -> Result<Mapped, MapError> {
-    map_object(stream, event, context, fill)
-}
-
 /// A context field converted to its attribute type.
 #[derive(Debug, Clone, Copy)]
 enum Scalar<'a> {
@@ -118,14 +106,17 @@ enum Found<'a> {
     Context(Scalar<'a>),
 }
 
-fn map_object(
+/// Maps one decoded event. `context` holds text fields from the request
+/// (query parameters, path or topic captures); they fill attributes the JSON
+/// lacks and are converted by the stream's `attribute_types`.
+pub fn map_event(
     stream: &StreamSpec,
-    object: &Fields<'_>,
+    event: &Fields<'_>,
     context: &[(String, String)],
     fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
-    let mut item = ItemWriter::with_capacity(48 * (object.len() + context.len() + 2));
-    for (name, value) in object.iter() {
+    let mut item = ItemWriter::with_capacity(48 * (event.len() + context.len() + 2));
+    for (name, value) in event.iter() {
         if let Some(ty) = stream.attribute_types.get(name) {
             check_json_type(name, *ty, Kind::of(value))?;
         }
@@ -133,7 +124,7 @@ fn map_object(
     }
     let mut extra: Vec<(&str, Scalar<'_>)> = Vec::new();
     for (name, text) in context {
-        if object.contains(name) || extra.iter().any(|(n, _)| n == name) {
+        if event.contains(name) || extra.iter().any(|(n, _)| n == name) {
             continue;
         }
         let ty = stream
@@ -150,7 +141,7 @@ fn map_object(
         extra.push((name, value));
     }
     let find = |name: &str| {
-        object.get(name).map(Found::Json).or_else(|| {
+        event.get(name).map(Found::Json).or_else(|| {
             extra
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -215,8 +206,7 @@ fn key_part(
     let json_string;
     let (text, number) = match (key.kind, found) {
         (KeyType::S, Found::Json(raw)) if Kind::of(raw) == Kind::String => {
-            json_string =
-                string_text(raw).ok_or_else(|| bad_field(&key.name, "unreadable string"))?;
+            json_string = string_text(raw).map_err(|e| bad_field(&key.name, e))?;
             (json_string.as_ref(), false)
         }
         (KeyType::S, Found::Context(Scalar::S(s))) => (s, false),

@@ -7,6 +7,7 @@
 //! spool and the dead-letter file store them. Only the SDK request path and
 //! tests read them back into the SDK's [`AttributeValue`]s ([`parse_item`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
@@ -15,7 +16,7 @@ use base64::Engine;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::fields::Kind;
+use super::fields::{string_text, Kind};
 
 use super::number::{self, NumberError};
 
@@ -82,27 +83,25 @@ impl ItemWriter {
     pub fn raw(&mut self, name: &str, value: &RawValue) -> Result<(), AttrError> {
         let text = value.get();
         match Kind::of(value) {
+            // Unescaped and escaped again when it holds escapes: DynamoDB
+            // gets a normal form, and escapes text cannot hold are refused.
             Kind::String => {
-                let inner = &text[1..text.len() - 1];
-                if inner.contains('\\') {
-                    // Unescaped and escaped again: DynamoDB gets a normal form,
-                    // and escapes JSON allows but text cannot hold are refused.
-                    let s: String = serde_json::from_str(text)
-                        .map_err(|e| AttrError::BadText(e.to_string()))?;
-                    self.s(name, &s);
-                } else {
-                    self.name(name);
-                    self.out.extend_from_slice(b"{\"S\":");
-                    self.out.extend_from_slice(text.as_bytes());
-                    self.out.push(b'}');
-                    self.size += inner.len();
+                match string_text(value).map_err(|e| AttrError::BadText(e.to_string()))? {
+                    Cow::Borrowed(inner) => {
+                        self.name(name);
+                        self.out.extend_from_slice(b"{\"S\":");
+                        self.out.extend_from_slice(text.as_bytes());
+                        self.out.push(b'}');
+                        self.size += inner.len();
+                    }
+                    Cow::Owned(s) => self.s(name, &s),
                 }
             }
             Kind::Number => self.n(name, text)?,
             Kind::Bool => self.bool(name, text == "true"),
             Kind::Null => {
                 self.name(name);
-                self.out.extend_from_slice(b"{\"NULL\":true}");
+                null_value(&mut self.out);
                 self.size += 1;
             }
             Kind::Array | Kind::Object => {
@@ -117,9 +116,7 @@ impl ItemWriter {
     /// Adds a string attribute.
     pub fn s(&mut self, name: &str, value: &str) {
         self.name(name);
-        self.out.extend_from_slice(b"{\"S\":");
-        string(&mut self.out, value);
-        self.out.push(b'}');
+        string_value(&mut self.out, value);
         self.size += value.len();
     }
 
@@ -152,6 +149,16 @@ fn string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+fn string_value(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(b"{\"S\":");
+    string(out, s);
+    out.push(b'}');
+}
+
+fn null_value(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"NULL\":true}");
+}
+
 fn number_value(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"{\"N\":\"");
     // Checked decimal text has nothing to escape.
@@ -172,7 +179,7 @@ fn bool_value(out: &mut Vec<u8>, value: bool) {
 fn json_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<usize, AttrError> {
     Ok(match value {
         Value::Null => {
-            out.extend_from_slice(b"{\"NULL\":true}");
+            null_value(out);
             1
         }
         Value::Bool(b) => {
@@ -180,9 +187,7 @@ fn json_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<usize, A
             1
         }
         Value::String(s) => {
-            out.extend_from_slice(b"{\"S\":");
-            string(out, s);
-            out.push(b'}');
+            string_value(out, s);
             s.len()
         }
         Value::Number(n) => {
