@@ -155,6 +155,29 @@ impl Decimal {
         self.digits.len()
     }
 
+    /// 120-bit rank ordered like the value (ties possible past 25 digits):
+    /// class (negative 0, zero 1, positive 2) in the top 2 bits, then the
+    /// magnitude (exponent clamped to 16 bits, 25 digits at 4 bits each),
+    /// inverted for negatives so that larger magnitudes rank lower.
+    fn rank(&self) -> u128 {
+        const MAGNITUDE_BITS: u32 = 116;
+        if self.digits.is_empty() {
+            return 1 << 118;
+        }
+        let exp = (self.exp.clamp(i64::from(i16::MIN), i64::from(i16::MAX)) - i64::from(i16::MIN))
+            as u128;
+        let mut digits: u128 = 0;
+        for i in 0..25 {
+            digits = (digits << 4) | u128::from(self.digits.get(i).copied().unwrap_or(0));
+        }
+        let magnitude = (exp << 100) | digits;
+        if self.negative {
+            !magnitude & ((1u128 << MAGNITUDE_BITS) - 1)
+        } else {
+            (2 << 118) | magnitude
+        }
+    }
+
     fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
         self.exp
             .cmp(&other.exp)
@@ -261,6 +284,20 @@ impl KeyValue {
         h
     }
 
+    /// A 128-bit rank that orders like the key itself wherever it differs:
+    /// `a < b` implies `a.rank() <= b.rank()`, so an ordered map compares
+    /// ranks first (inline integers) and dereferences the key's heap bytes
+    /// only on a tie. Top byte: the type; then S and B: their first 15
+    /// bytes, zero-padded; N: sign class, exponent and first 25 digits.
+    pub fn rank(&self) -> u128 {
+        let tag = u128::from(self.key_type() as u8) << 120;
+        match self {
+            KeyValue::S(s) => tag | prefix15(s.as_bytes()),
+            KeyValue::B(b) => tag | prefix15(b),
+            KeyValue::N(d, _) => tag | d.rank(),
+        }
+    }
+
     /// Size in bytes by DynamoDB's rules (used for key length limits).
     pub fn byte_len(&self) -> usize {
         match self {
@@ -305,6 +342,14 @@ impl PartialOrd for KeyValue {
     }
 }
 
+/// The first 15 bytes of `bytes`, big-endian, zero-padded (120 bits).
+fn prefix15(bytes: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = bytes.len().min(15);
+    buf[1..=n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(buf)
+}
+
 /// Decode a typed scalar from an attribute value of the expected key type.
 /// Returns `Ok(None)` when the value has another type (caller builds the
 /// DynamoDB message for its context).
@@ -340,6 +385,7 @@ pub fn type_tag(value: &Attr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn d(s: &str) -> Decimal {
         Decimal::parse(s).expect("valid decimal")
@@ -380,6 +426,76 @@ mod tests {
         assert!(a < b);
         let c = KeyValue::S("é".into());
         assert!(b < c);
+    }
+
+    fn number_text() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            "[0-9]{0,30}",
+            proptest::option::of("[0-9]{0,30}"),
+            proptest::option::of(-140i64..140),
+        )
+            .prop_filter_map("not a number", |(neg, int, frac, exp)| {
+                let mut t = String::new();
+                if neg {
+                    t.push('-');
+                }
+                t.push_str(&int);
+                if let Some(f) = frac {
+                    t.push('.');
+                    t.push_str(&f);
+                }
+                if let Some(e) = exp {
+                    t.push_str(&format!("e{e}"));
+                }
+                Decimal::parse(&t).map(|_| t)
+            })
+    }
+
+    fn key_value() -> impl Strategy<Value = KeyValue> {
+        prop_oneof![
+            // Few distinct bytes, so long shared prefixes and ties happen.
+            "[ab\\x00]{0,20}".prop_map(KeyValue::S),
+            proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(255)], 0..20)
+                .prop_map(KeyValue::B),
+            number_text().prop_map(|t| KeyValue::N(d(&t), t)),
+            prop_oneof![
+                Just("1"),
+                Just("-1"),
+                Just("0"),
+                Just("1.0000000000000000000000000001")
+            ]
+            .prop_map(|t| KeyValue::N(d(t), t.to_owned())),
+        ]
+    }
+
+    proptest! {
+        /// The rank never contradicts the order: it may tie, never invert.
+        #[test]
+        fn rank_orders_like_the_key(a in key_value(), b in key_value()) {
+            match a.cmp(&b) {
+                Ordering::Less => prop_assert!(a.rank() <= b.rank(), "{a:?} < {b:?}"),
+                Ordering::Greater => prop_assert!(a.rank() >= b.rank(), "{a:?} > {b:?}"),
+                Ordering::Equal => prop_assert_eq!(a.rank(), b.rank()),
+            }
+        }
+    }
+
+    #[test]
+    fn rank_separates_typical_keys_without_ties() {
+        let ts = |t: &str| KeyValue::N(d(t), t.to_owned());
+        assert!(ts("1764340000123").rank() < ts("1764340000124").rank());
+        assert!(ts("-2").rank() < ts("-1").rank());
+        assert!(ts("-1").rank() < ts("0").rank());
+        assert!(ts("0").rank() < ts("0.5").rank());
+        let s = |t: &str| KeyValue::S(t.to_owned());
+        assert!(s("D0001").rank() < s("D0002").rank());
+        assert!(s("").rank() < s("a").rank());
+        // Past 15 bytes only the key itself decides.
+        assert_eq!(
+            s("device-0000000001-a").rank(),
+            s("device-0000000001-b").rank()
+        );
     }
 
     #[test]

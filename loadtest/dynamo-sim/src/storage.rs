@@ -2,6 +2,9 @@
 //!
 //! Layout: partition key → (sort key → item), both `BTreeMap`s, so Query
 //! walks one partition in sort-key order and Scan resumes after any key.
+//! The maps' keys carry each key's [`KeyValue::rank`]: a B-tree search
+//! compares inline integers and reads a key's heap bytes only on a tie
+//! (the pointer chasing otherwise dominated the cost of a put).
 //! The `StorageBudget` is shared by all tables; a write that would take the
 //! simulator past `max_items` / `max_bytes` fails with a clear error instead
 //! of growing without bound.
@@ -26,10 +29,63 @@ pub struct Item {
 /// Sort key of an item; `None` for tables without a sort key.
 pub type SortKey = Option<KeyValue>;
 
+/// A map key: its rank first, the key itself on a tie.
+#[derive(Debug, Clone)]
+struct Ranked<K> {
+    rank: u128,
+    key: K,
+}
+
+impl Ranked<KeyValue> {
+    fn of(key: KeyValue) -> Self {
+        Ranked {
+            rank: key.rank(),
+            key,
+        }
+    }
+}
+
+impl Ranked<SortKey> {
+    fn of_sort(key: SortKey) -> Self {
+        Ranked {
+            rank: key.as_ref().map_or(0, KeyValue::rank),
+            key,
+        }
+    }
+}
+
+impl<K: Ord> Ord for Ranked<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank
+            .cmp(&other.rank)
+            .then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl<K: Ord> PartialOrd for Ranked<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K: Ord> PartialEq for Ranked<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl<K: Ord> Eq for Ranked<K> {}
+
+type Partition = BTreeMap<Ranked<SortKey>, Item>;
+
+fn ranked_bound(b: Bound<SortKey>) -> Bound<Ranked<SortKey>> {
+    b.map(Ranked::of_sort)
+}
+
 /// Items of one table.
 #[derive(Debug, Default)]
 pub struct TableStore {
-    parts: BTreeMap<KeyValue, BTreeMap<SortKey, Item>>,
+    parts: BTreeMap<Ranked<KeyValue>, Partition>,
     items: u64,
     bytes: u64,
 }
@@ -104,7 +160,8 @@ impl TableStore {
         sk: SortKey,
         item: Item,
     ) -> ApiResult<Option<Item>> {
-        let part = self.parts.entry(pk).or_default();
+        let part = self.parts.entry(Ranked::of(pk)).or_default();
+        let sk = Ranked::of_sort(sk);
         let (d_items, d_bytes) = match part.get(&sk) {
             Some(old) => (0, item.size as i64 - old.size as i64),
             None => (1, item.size as i64),
@@ -117,15 +174,18 @@ impl TableStore {
 
     /// The item under a key.
     pub fn get(&self, pk: &KeyValue, sk: &SortKey) -> Option<&Item> {
-        self.parts.get(pk).and_then(|p| p.get(sk))
+        self.parts
+            .get(&Ranked::of(pk.clone()))
+            .and_then(|p| p.get(&Ranked::of_sort(sk.clone())))
     }
 
     /// Remove and return the item under a key.
     pub fn delete(&mut self, budget: &StorageBudget, pk: &KeyValue, sk: &SortKey) -> Option<Item> {
-        let part = self.parts.get_mut(pk)?;
-        let old = part.remove(sk)?;
+        let pk = Ranked::of(pk.clone());
+        let part = self.parts.get_mut(&pk)?;
+        let old = part.remove(&Ranked::of_sort(sk.clone()))?;
         if part.is_empty() {
-            self.parts.remove(pk);
+            self.parts.remove(&pk);
         }
         self.items -= 1;
         self.bytes -= old.size as u64;
@@ -146,7 +206,7 @@ impl TableStore {
         upper: Bound<SortKey>,
         forward: bool,
     ) -> Box<dyn Iterator<Item = (&'a SortKey, &'a Item)> + 'a> {
-        let Some(part) = self.parts.get(pk) else {
+        let Some(part) = self.parts.get(&Ranked::of(pk.clone())) else {
             return Box::new(std::iter::empty());
         };
         if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
@@ -161,7 +221,9 @@ impl TableStore {
                 return Box::new(std::iter::empty());
             }
         }
-        let r = part.range((lower, upper));
+        let r = part
+            .range((ranked_bound(lower), ranked_bound(upper)))
+            .map(|(sk, item)| (&sk.key, item));
         if forward {
             Box::new(r)
         } else {
@@ -178,21 +240,23 @@ impl TableStore {
             None => Box::new(
                 self.parts
                     .iter()
-                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i))),
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (&pk.key, &sk.key, i))),
             ),
             Some((start_pk, start_sk)) => {
+                let start_pk = Ranked::of(start_pk);
+                let start_sk = Ranked::of_sort(start_sk);
                 let rest_of_first =
                     self.parts
                         .get_key_value(&start_pk)
                         .into_iter()
                         .flat_map(move |(pk, p)| {
                             p.range((Bound::Excluded(start_sk.clone()), Bound::Unbounded))
-                                .map(move |(sk, i)| (pk, sk, i))
+                                .map(move |(sk, i)| (&pk.key, &sk.key, i))
                         });
                 let later = self
                     .parts
                     .range((Bound::Excluded(start_pk), Bound::Unbounded))
-                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i)));
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (&pk.key, &sk.key, i)));
                 Box::new(rest_of_first.chain(later))
             }
         }
