@@ -303,7 +303,7 @@ impl Simulator {
                 Billing::Provisioned { wcu } => ("PROVISIONED", wcu as u64),
                 Billing::OnDemand => ("PAY_PER_REQUEST", 0),
             };
-            let items: Vec<Value> = t.store.all_items().map(|i| i.attrs.to_json()).collect();
+            let items: Vec<Value> = t.store.all_items().map(|i| i.to_json()).collect();
             tables.push(json!({
                 "TableName": t.name,
                 "HashKey": [t.schema.hash.0, t.schema.hash.1.as_str()],
@@ -369,7 +369,7 @@ impl Simulator {
                 let (pk, sk) = table.key_of_item(&attrs).map_err(|e| err(e.to_string()))?;
                 table
                     .store
-                    .put(&self.budget, pk, sk, Item { attrs, size })
+                    .put(&self.budget, pk, sk, Item::new(&attrs, size))
                     .map_err(|e| err(e.to_string()))?;
                 loaded += 1;
             }

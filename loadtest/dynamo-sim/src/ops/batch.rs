@@ -236,7 +236,7 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                                     sim.budget(),
                                     p.pk,
                                     p.sk,
-                                    Item { attrs, size },
+                                    Item::new(&attrs, size),
                                 )?;
                                 replaced.extend(old);
                             }
@@ -343,7 +343,7 @@ pub fn batch_get_item(sim: &Simulator, req: &Value) -> ApiResult<Value> {
             }
             if let Some(item) = table.store.get(&pk, &sk) {
                 units += read_units(item.size, consistent);
-                found.push(item.attrs.to_json());
+                found.push(item.to_json());
             }
         }
         responses.insert(name.clone(), Value::Array(found));

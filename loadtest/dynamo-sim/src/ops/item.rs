@@ -65,14 +65,14 @@ pub fn put_item(sim: &Simulator, mut req: Value) -> ApiResult<Value> {
     let old = if sim.config().storage.retain {
         table
             .store
-            .put(sim.budget(), pk, sk, Item { attrs, size })?
+            .put(sim.budget(), pk, sk, Item::new(&attrs, size))?
     } else {
         None
     };
     let mut out = json!({});
     if all_old {
         if let Some(old) = old {
-            out["Attributes"] = old.attrs.to_json();
+            out["Attributes"] = old.to_json();
         }
     }
     if consumed != Consumed::None {
@@ -96,7 +96,7 @@ pub fn get_item(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     let mut size = 0;
     if let Some(item) = table.store.get(&pk, &sk) {
         size = item.size;
-        out["Item"] = item.attrs.to_json();
+        out["Item"] = item.to_json();
     }
     if consumed != Consumed::None {
         out["ConsumedCapacity"] = consumed_json(name, read_units(size, consistent), consumed);
@@ -126,7 +126,7 @@ pub fn delete_item(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     let mut out = json!({});
     if all_old {
         if let Some(old) = old {
-            out["Attributes"] = old.attrs.to_json();
+            out["Attributes"] = old.to_json();
         }
     }
     if consumed != Consumed::None {

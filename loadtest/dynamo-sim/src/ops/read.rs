@@ -153,7 +153,7 @@ fn collect<'a>(
         page.bytes += item.size;
         page.last = Some((pk.clone(), sk.clone()));
         if !count_only {
-            page.items.push(item.attrs.to_json());
+            page.items.push(item.to_json());
         }
     }
     if limit.is_some_and(|l| page.count >= l) || page.bytes >= PAGE_BYTES {
