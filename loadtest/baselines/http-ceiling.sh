@@ -4,7 +4,8 @@
 # ack=queued, same body, same connections, alternating, RUNS times. The
 # gateway writes into dynamo-sim --unlimited. Reports requests/s answered
 # 2xx, requests/s refused (503 when the queue is full), gateway CPU per
-# accepted event (utime+stime from /proc, load phase only) and RSS.
+# accepted event (utime+stime from /proc, load phase only, and split into
+# user and kernel time) and RSS.
 #
 # Usage: loadtest/baselines/http-ceiling.sh [DURATION_SECONDS=10] [RUNS=3] [CONNECTIONS=32] [THREADS=2]
 set -euo pipefail
@@ -49,17 +50,18 @@ request = function()
 end
 LUA
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+ucpu() { awk '{print $14}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 queue() { curl -s "http://$ADMIN/metrics" | awk '$1 ~ /^dynamo_ingest_queue_depth/ {s+=$2} END {printf "%d", s}'; }
 phase() { # name url pid
-  local c0 c1 out reqs non2xx ok
-  c0=$(cpu "$3")
+  local c0 c1 u0 u1 out reqs non2xx ok
+  c0=$(cpu "$3"); u0=$(ucpu "$3")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$WORK/single.lua" "$2")
-  c1=$(cpu "$3")
+  c1=$(cpu "$3"); u1=$(ucpu "$3")
   reqs=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}'); non2xx=${non2xx:-0}
-  awk -v n="$1" -v r="$reqs" -v x="$non2xx" -v d="$DURATION" -v c=$((c1 - c0)) -v t="$TICK" -v m="$(rss "$3")" \
-    'BEGIN { ok = r - x/d; printf "%-8s 2xx/s %9.0f  refused/s %8.0f  server CPU %5.2f s  %5.2f us/accepted  RSS %s MiB\n", n, ok, x/d, c/t, (ok>0 ? c/t/(ok*d)*1e6 : 0), m }'
+  awk -v n="$1" -v r="$reqs" -v x="$non2xx" -v d="$DURATION" -v c=$((c1 - c0)) -v t="$TICK" -v m="$(rss "$3")" -v u=$((u1 - u0)) \
+    'BEGIN { ok = r - x/d; per = (ok>0 ? 1/(ok*d)*1e6 : 0); printf "%-8s 2xx/s %9.0f  refused/s %8.0f  server CPU %5.2f s  %5.2f us/accepted (user %5.2f, kernel %5.2f)  RSS %s MiB\n", n, ok, x/d, c/t, c/t*per, u/t*per, (c-u)/t*per, m }'
 }
 for run in $(seq 1 "$RUNS"); do
   echo "run $run (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
