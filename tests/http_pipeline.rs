@@ -287,6 +287,40 @@ async fn bad_input_gets_a_specific_error_and_stores_nothing() {
         r.body
     );
 
+    // A lone surrogate escape is valid JSON but not a string DynamoDB can
+    // store: refused up front, naming the field (and the line in NDJSON).
+    let r = http
+        .post_json(&events, r#"{"device_id":"B1","note":"x\ud800y"}"#)
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["error"].clone(),
+            r.json()["field"].clone()
+        ),
+        (400, "bad_field".into(), "note".into()),
+        "{}",
+        r.body
+    );
+    let r = http
+        .request(
+            "POST",
+            &events,
+            ndjson,
+            "{\"device_id\":\"B1\"}\n{\"device_id\":\"B2\",\"note\":\"\\udc00\"}\n",
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["line"].clone(),
+            r.json()["field"].clone()
+        ),
+        (400, 2.into(), "note".into()),
+        "{}",
+        r.body
+    );
+
     // A whole request is rejected when one event is bad: the good lines are not stored.
     let r = http
         .request(
