@@ -67,25 +67,32 @@ enum Write {
     Delete(AttrMap),
 }
 
+/// A write ready to apply: a put already in its stored form, built before
+/// the table lock is taken.
+enum Staged {
+    Put(Item),
+    Delete(AttrMap),
+}
+
 struct Prepared {
     pk: KeyValue,
     sk: SortKey,
     hash: u64,
-    write: Write,
+    write: Staged,
 }
 
 impl Prepared {
     fn units(&self) -> u64 {
         match &self.write {
-            Write::Put(_, size) => write_units(*size),
-            Write::Delete(_) => 1,
+            Staged::Put(item) => write_units(item.size),
+            Staged::Delete(_) => 1,
         }
     }
 
     fn into_wire(self) -> Value {
         match self.write {
-            Write::Put(item, _) => json!({"PutRequest": {"Item": item.to_json()}}),
-            Write::Delete(key) => json!({"DeleteRequest": {"Key": key.to_json()}}),
+            Staged::Put(item) => json!({"PutRequest": {"Item": item.to_json()}}),
+            Staged::Delete(key) => json!({"DeleteRequest": {"Key": key.to_json()}}),
         }
     }
 }
@@ -171,7 +178,8 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
         parsed.push((name, writes));
     }
 
-    // Phase 2: tables exist, keys match the schema, no duplicate keys.
+    // Phase 2: tables exist, keys match the schema, no duplicate keys; puts
+    // take their stored form here, outside the lock.
     let mut prepared: Vec<(String, TableRef, Vec<Prepared>)> = Vec::with_capacity(parsed.len());
     for (name, writes) in parsed {
         let t = sim.table(&name)?;
@@ -192,11 +200,15 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                 other => other,
             })?;
             let hash = pk.stable_hash();
+            let write = match w {
+                Write::Put(attrs, size) => Staged::Put(Item::new(&attrs, size)),
+                Write::Delete(key) => Staged::Delete(key),
+            };
             out.push(Prepared {
                 pk,
                 sk,
                 hash,
-                write: w,
+                write,
             });
         }
         if has_duplicate_keys(&out) {
@@ -231,16 +243,11 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                     items_admitted += 1;
                     if retain {
                         match p.write {
-                            Write::Put(attrs, size) => {
-                                let old = table.store.put(
-                                    sim.budget(),
-                                    p.pk,
-                                    p.sk,
-                                    Item::new(&attrs, size),
-                                )?;
+                            Staged::Put(item) => {
+                                let old = table.store.put(sim.budget(), p.pk, p.sk, item)?;
                                 replaced.extend(old);
                             }
-                            Write::Delete(_) => {
+                            Staged::Delete(_) => {
                                 replaced.extend(table.store.delete(sim.budget(), &p.pk, &p.sk));
                             }
                         }

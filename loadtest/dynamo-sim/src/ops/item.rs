@@ -54,6 +54,8 @@ pub fn put_item(sim: &Simulator, mut req: Value) -> ApiResult<Value> {
     let units = write_units(size);
     let t = sim.table(&name)?;
     let now = sim.now();
+    // The stored form is built before the lock is taken.
+    let item = Item::new(&attrs, size);
     let mut table = lock(&t);
     let (pk, sk) = table.key_of_item(&attrs)?;
     if let Err(cause) = table.capacity.try_admit(pk.stable_hash(), units, now) {
@@ -63,9 +65,7 @@ pub fn put_item(sim: &Simulator, mut req: Value) -> ApiResult<Value> {
     }
     table.stats.admitted(units as f64, 1, now);
     let old = if sim.config().storage.retain {
-        table
-            .store
-            .put(sim.budget(), pk, sk, Item::new(&attrs, size))?
+        table.store.put(sim.budget(), pk, sk, item)?
     } else {
         None
     };
