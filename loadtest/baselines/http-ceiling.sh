@@ -8,6 +8,11 @@
 # user and kernel time) and RSS.
 #
 # Usage: loadtest/baselines/http-ceiling.sh [DURATION_SECONDS=10] [RUNS=3] [CONNECTIONS=32] [THREADS=2]
+#
+# GATEWAY="CMD" replaces the gateway command (default
+# target/release/dynamo-ingest); GATEWAY_B="CMD" adds a second gateway,
+# loaded after the first in every run (an A/B of two builds or settings,
+# e.g. GATEWAY_B="env TOKIO_WORKER_THREADS=1 /tmp/other-build").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10}
@@ -29,13 +34,25 @@ PIDS+=($!)
 wait_line "$WORK/hyper.out" listening; wait_line "$WORK/sim.out" listening
 HYPER=$(grep -o 'http://[0-9.:]*' "$WORK/hyper.out" | head -1)
 SIM=$(grep -o 'http://[0-9.:]*' "$WORK/sim.out" | head -1)
-sed -e 's/"127.0.0.1:8080"/"127.0.0.1:0"/' -e 's/"127.0.0.1:9464"/"127.0.0.1:0"/' \
-    -e "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/dead-letter.ndjson\"|" config/default.toml > "$WORK/gw.toml"
-RUST_LOG=warn target/release/dynamo-ingest --config "$WORK/gw.toml" --dynamodb-endpoint "$SIM" > "$WORK/gw.out" 2> "$WORK/gw.err" &
-GW=$!; PIDS+=($GW)
-wait_line "$WORK/gw.out" "dynamo-ingest ready"
-HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/gw.out")
-ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/gw.out")
+start_gateway() { # name command: sets GW, HTTP, ADMIN
+  sed -e 's/"127.0.0.1:8080"/"127.0.0.1:0"/' -e 's/"127.0.0.1:9464"/"127.0.0.1:0"/' \
+      -e 's/"127.0.0.1:1883"/"127.0.0.1:0"/' \
+      -e "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/$1-dead-letter.ndjson\"|" config/default.toml > "$WORK/$1.toml"
+  # shellcheck disable=SC2086 # the command may carry words (env VAR=...)
+  RUST_LOG=warn $2 --config "$WORK/$1.toml" --dynamodb-endpoint "$SIM" > "$WORK/$1.out" 2> "$WORK/$1.err" &
+  GW=$!; PIDS+=($GW)
+  wait_line "$WORK/$1.out" "dynamo-ingest ready"
+  HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/$1.out")
+  ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/$1.out")
+}
+NAMES=(gateway)
+start_gateway gateway "${GATEWAY:-target/release/dynamo-ingest}"
+GWS=("$GW"); HTTPS=("$HTTP"); ADMINS=("$ADMIN")
+if [ -n "${GATEWAY_B:-}" ]; then
+  NAMES=(gatewayA gatewayB)
+  start_gateway gatewayB "$GATEWAY_B"
+  GWS+=("$GW"); HTTPS+=("$HTTP"); ADMINS+=("$ADMIN")
+fi
 TICK=$(getconf CLK_TCK)
 cat > "$WORK/single.lua" <<'LUA'
 wrk.method = "POST"
@@ -52,7 +69,7 @@ LUA
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 ucpu() { awk '{print $14}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-queue() { curl -s "http://$ADMIN/metrics" | awk '$1 ~ /^dynamo_ingest_queue_depth/ {s+=$2} END {printf "%d", s}'; }
+queue() { curl -s "http://$1/metrics" | awk '$1 ~ /^dynamo_ingest_queue_depth/ {s+=$2} END {printf "%d", s}'; }
 phase() { # name url pid
   local c0 c1 u0 u1 out reqs non2xx ok
   c0=$(cpu "$3"); u0=$(ucpu "$3")
@@ -61,12 +78,14 @@ phase() { # name url pid
   reqs=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}'); non2xx=${non2xx:-0}
   awk -v n="$1" -v r="$reqs" -v x="$non2xx" -v d="$DURATION" -v c=$((c1 - c0)) -v t="$TICK" -v m="$(rss "$3")" -v u=$((u1 - u0)) \
-    'BEGIN { ok = r - x/d; per = (ok>0 ? 1/(ok*d)*1e6 : 0); printf "%-8s 2xx/s %9.0f  refused/s %8.0f  server CPU %5.2f s  %5.2f us/accepted (user %5.2f, kernel %5.2f)  RSS %s MiB\n", n, ok, x/d, c/t, c/t*per, u/t*per, (c-u)/t*per, m }'
+    'BEGIN { ok = r - x/d; per = (ok>0 ? 1/(ok*d)*1e6 : 0); printf "%-9s 2xx/s %9.0f  refused/s %8.0f  server CPU %5.2f s  %5.2f us/accepted (user %5.2f, kernel %5.2f)  RSS %s MiB\n", n, ok, x/d, c/t, c/t*per, u/t*per, (c-u)/t*per, m }'
 }
 for run in $(seq 1 "$RUNS"); do
   echo "run $run (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
   phase hyper "$HYPER/upload_data" "$HYPER_PID"
-  phase gateway "http://$HTTP/upload_data?ack=queued" "$GW"
-  # Let the gateway drain its queue before the next run (bounded: 120 s).
-  for _ in $(seq 1 600); do [ "$(queue)" = "0" ] && break; sleep 0.2; done
+  for i in "${!GWS[@]}"; do
+    phase "${NAMES[$i]}" "http://${HTTPS[$i]}/upload_data?ack=queued" "${GWS[$i]}"
+    # Let the gateway drain its queue before the next phase (bounded: 120 s).
+    for _ in $(seq 1 600); do [ "$(queue "${ADMINS[$i]}")" = "0" ] && break; sleep 0.2; done
+  done
 done

@@ -39,6 +39,9 @@ struct Args {
     /// Client runtime worker threads.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Count writes without storing them (`storage.retain = false`).
+    #[arg(long)]
+    no_retain: bool,
 }
 
 const SERVER_THREAD: &str = "sim-server";
@@ -161,13 +164,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
 
-    let cfg = SimConfig {
+    let mut cfg = SimConfig {
         capacity: CapacityConfig {
             unlimited: true,
             ..CapacityConfig::default()
         },
         ..SimConfig::default()
     };
+    cfg.storage.retain = !args.no_retain;
     let sim = Arc::new(Simulator::new(cfg)?);
     sim.create_table(TableSpec::on_demand(
         "IoTSensorData",

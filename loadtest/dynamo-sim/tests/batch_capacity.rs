@@ -90,6 +90,32 @@ fn unprocessed_items_are_exactly_the_items_not_stored() {
 }
 
 #[test]
+fn without_retain_throttled_writes_are_still_handed_back_verbatim() {
+    let clock = Arc::new(ManualClock::default());
+    let mut cfg = SimConfig {
+        capacity: strict(),
+        ..SimConfig::default()
+    };
+    cfg.storage.retain = false;
+    let sim = Simulator::with_clock(cfg, clock.clone()).expect("simulator");
+    table(&sim, "T", Some(10));
+    clock.set(0.0);
+    let writes: Vec<Value> = (0..25).map(|i| put_request("a", i, 10)).collect();
+    let out = call(&sim, "BatchWriteItem", batch("T", writes.clone())).expect("batch");
+    let returned: Vec<Value> = out["UnprocessedItems"]["T"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        returned,
+        writes[10..],
+        "the 15 writes past 10 WCU, in order"
+    );
+    assert!(scan_all(&sim, "T").is_empty(), "nothing is stored");
+    assert_eq!(sim.stats()["tables"]["T"]["admitted_items"], 10);
+}
+
+#[test]
 fn batch_that_admits_nothing_is_throttled_with_reasons() {
     let (sim, clock) = sim_with(strict());
     table(&sim, "T", Some(5));

@@ -68,9 +68,11 @@ enum Write {
 }
 
 /// A write ready to apply: a put already in its stored form, built before
-/// the table lock is taken.
+/// the table lock is taken (with `storage.retain = false` a put is only
+/// counted, so it keeps its parsed attributes and no stored form is built).
 enum Staged {
     Put(Item),
+    Counted(AttrMap, usize),
     Delete(AttrMap),
 }
 
@@ -85,6 +87,7 @@ impl Prepared {
     fn units(&self) -> u64 {
         match &self.write {
             Staged::Put(item) => write_units(item.size),
+            Staged::Counted(_, size) => write_units(*size),
             Staged::Delete(_) => 1,
         }
     }
@@ -92,6 +95,7 @@ impl Prepared {
     fn into_wire(self) -> Value {
         match self.write {
             Staged::Put(item) => json!({"PutRequest": {"Item": item.to_json()}}),
+            Staged::Counted(attrs, _) => json!({"PutRequest": {"Item": attrs.to_json()}}),
             Staged::Delete(key) => json!({"DeleteRequest": {"Key": key.to_json()}}),
         }
     }
@@ -180,6 +184,7 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
 
     // Phase 2: tables exist, keys match the schema, no duplicate keys; puts
     // take their stored form here, outside the lock.
+    let retain = sim.config().storage.retain;
     let mut prepared: Vec<(String, TableRef, Vec<Prepared>)> = Vec::with_capacity(parsed.len());
     for (name, writes) in parsed {
         let t = sim.table(&name)?;
@@ -201,7 +206,8 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
             })?;
             let hash = pk.stable_hash();
             let write = match w {
-                Write::Put(attrs, size) => Staged::Put(Item::new(&attrs, size)),
+                Write::Put(attrs, size) if retain => Staged::Put(Item::new(&attrs, size)),
+                Write::Put(attrs, size) => Staged::Counted(attrs, size),
                 Write::Delete(key) => Staged::Delete(key),
             };
             out.push(Prepared {
@@ -221,14 +227,15 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
 
     // Phase 3: admit in order, apply what is admitted.
     let now = sim.now();
-    let retain = sim.config().storage.retain;
     let mut unprocessed = Map::new();
     let mut consumed_list = Vec::new();
     let mut admitted_any = false;
     let mut first_refusal: Option<(TableRef, Vec<ThrottlingReason>)> = None;
     let mut refused_per_table: Vec<(TableRef, u64)> = Vec::new();
-    // Replaced items are freed after the table lock is released.
+    // Replaced items and counted-only writes are freed after the table
+    // lock is released.
     let mut replaced: Vec<Item> = Vec::new();
+    let mut counted: Vec<Staged> = Vec::new();
     for (name, t, writes) in prepared {
         let mut table = lock(&t);
         let mut units_admitted = 0u64;
@@ -250,7 +257,10 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                             Staged::Delete(_) => {
                                 replaced.extend(table.store.delete(sim.budget(), &p.pk, &p.sk));
                             }
+                            Staged::Counted(..) => counted.push(p.write),
                         }
+                    } else {
+                        counted.push(p.write);
                     }
                 }
                 Err(cause) => {

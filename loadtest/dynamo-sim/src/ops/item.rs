@@ -54,8 +54,10 @@ pub fn put_item(sim: &Simulator, mut req: Value) -> ApiResult<Value> {
     let units = write_units(size);
     let t = sim.table(&name)?;
     let now = sim.now();
-    // The stored form is built before the lock is taken.
-    let item = Item::new(&attrs, size);
+    // The stored form is built before the lock is taken (and not at all
+    // when the simulator only counts writes).
+    let retain = sim.config().storage.retain;
+    let item = retain.then(|| Item::new(&attrs, size));
     let mut table = lock(&t);
     let (pk, sk) = table.key_of_item(&attrs)?;
     if let Err(cause) = table.capacity.try_admit(pk.stable_hash(), units, now) {
@@ -64,11 +66,11 @@ pub fn put_item(sim: &Simulator, mut req: Value) -> ApiResult<Value> {
         return Err(throttle_error(&table, vec![reason]));
     }
     table.stats.admitted(units as f64, 1, now);
-    let old = if sim.config().storage.retain {
-        table.store.put(sim.budget(), pk, sk, item)?
-    } else {
-        None
+    let old = match item {
+        Some(item) => table.store.put(sim.budget(), pk, sk, item)?,
+        None => None,
     };
+    drop(table);
     let mut out = json!({});
     if all_old {
         if let Some(old) = old {
