@@ -248,19 +248,17 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                 Ok(()) => {
                     units_admitted += units;
                     items_admitted += 1;
-                    if retain {
-                        match p.write {
-                            Staged::Put(item) => {
-                                let old = table.store.put(sim.budget(), p.pk, p.sk, item)?;
-                                replaced.extend(old);
-                            }
-                            Staged::Delete(_) => {
-                                replaced.extend(table.store.delete(sim.budget(), &p.pk, &p.sk));
-                            }
-                            Staged::Counted(..) => counted.push(p.write),
+                    // With `retain = false` phase 2 staged no stored form and
+                    // nothing is applied: the write is only counted.
+                    match p.write {
+                        Staged::Put(item) => {
+                            let old = table.store.put(sim.budget(), p.pk, p.sk, item)?;
+                            replaced.extend(old);
                         }
-                    } else {
-                        counted.push(p.write);
+                        Staged::Delete(_) if retain => {
+                            replaced.extend(table.store.delete(sim.budget(), &p.pk, &p.sk));
+                        }
+                        only_counted => counted.push(only_counted),
                     }
                 }
                 Err(cause) => {
