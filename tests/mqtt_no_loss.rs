@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::ProvisionedThroughput;
 use dynamo_sim::{KeyType, SimConfig, Simulator, TableSpec};
 use support::mqtt::spawn_sensor_fleet;
+use support::sim::SimServer;
 use support::{count, dynamodb, metric, wait_for_count, Gateway, Http};
 
 const DEVICES: usize = 10;
@@ -29,16 +30,8 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
         .provisioned(200),
     )
     .expect("table");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(dynamo_sim::serve(
-        listener,
-        sim.clone(),
-        stop.clone().cancelled_owned(),
-    ));
+    let server = SimServer::start(sim).await;
+    let endpoint = server.endpoint.clone();
 
     // Small buffers, so the backpressure path is what carries the load.
     let gw = Gateway::start(
@@ -131,5 +124,5 @@ async fn fifty_thousand_qos1_messages_survive_a_throttled_table() {
         )
         .await,
     );
-    stop.cancel();
+    server.stop().await;
 }

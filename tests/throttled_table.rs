@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamo_sim::{CapacityConfig, KeyType, SimConfig, Simulator, TableSpec};
+use support::sim::SimServer;
 use support::{count, dynamodb, metric, Gateway, Http};
 
 /// What the gateway showed while writing 4,000 events into a 400 WCU table.
@@ -76,16 +77,8 @@ async fn overload(extra_toml: &str) -> Seen {
         .provisioned(400),
     )
     .expect("table");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(dynamo_sim::serve(
-        listener,
-        sim.clone(),
-        stop.clone().cancelled_owned(),
-    ));
+    let server = SimServer::start(sim).await;
+    let endpoint = server.endpoint.clone();
 
     let mut gw = Gateway::start(
         &endpoint,
@@ -162,8 +155,7 @@ async fn overload(extra_toml: &str) -> Seen {
         4000,
         "every acknowledged event is stored"
     );
-    stop.cancel();
-    server.await.expect("sim stops");
+    server.stop().await;
     Seen {
         throttled,
         rate,

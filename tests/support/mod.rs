@@ -8,6 +8,7 @@
 pub mod keys;
 pub mod mqtt;
 pub mod outage;
+pub mod sim;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -394,6 +395,11 @@ impl Http {
 
     pub async fn post_json(&self, url: &str, body: &str) -> Resp {
         self.request("POST", url, Some("application/json"), body.to_owned())
+            .await
+    }
+
+    pub async fn post_ndjson(&self, url: &str, body: String) -> Resp {
+        self.request("POST", url, Some("application/x-ndjson"), body)
             .await
     }
 

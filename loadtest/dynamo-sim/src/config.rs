@@ -77,6 +77,10 @@ pub struct FaultConfig {
     pub error_503_rate: f64,
     /// Share (0..=1) of requests whose connection is dropped without answer.
     pub drop_rate: f64,
+    /// Seconds the simulator's clock runs ahead of the host's (negative:
+    /// behind). It shows in the `Date` header and in the five-minute check
+    /// of each request's `X-Amz-Date`.
+    pub clock_offset_s: i64,
 }
 
 /// Storage bounds.

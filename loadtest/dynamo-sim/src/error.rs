@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The body exceeds DynamoDB's 16 MB request limit.
     #[error("request body too large")]
     RequestTooLarge,
+    /// The request was signed more than five minutes off the server's
+    /// clock.
+    #[error("InvalidSignatureException: {0}")]
+    InvalidSignature(String),
 }
 
 impl ApiError {
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::UnknownOperation => "com.amazon.coral.service#UnknownOperationException",
             ApiError::Serialization(_) => "com.amazon.coral.service#SerializationException",
             ApiError::RequestTooLarge => "com.amazon.coral.service#RequestEntityTooLargeException",
+            ApiError::InvalidSignature(_) => "com.amazon.coral.service#InvalidSignatureException",
         }
     }
 
@@ -114,7 +119,8 @@ impl ApiError {
             | ApiError::ResourceInUse(m)
             | ApiError::Internal(m)
             | ApiError::Unavailable(m)
-            | ApiError::Serialization(m) => json!({"__type": ty, "message": m}),
+            | ApiError::Serialization(m)
+            | ApiError::InvalidSignature(m) => json!({"__type": ty, "message": m}),
             ApiError::Throttled {
                 kind,
                 message,

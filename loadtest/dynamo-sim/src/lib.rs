@@ -20,6 +20,7 @@
 //! - [`capacity`]: pure admission model, time passed in.
 //! - [`attr`]: compact typed attribute values, parsed once from the wire.
 //! - [`storage`], [`size`], [`key`]: items, size rules, key ordering.
+//! - [`request_time`]: the clock and the five-minute signature window.
 //! - [`stats`], [`faults`], [`config`], [`error`], [`reserved`].
 //!
 //! Embedding: build a [`SimConfig`], `Arc::new(Simulator::new(cfg)?)`,
@@ -35,6 +36,7 @@ pub mod faults;
 pub mod key;
 pub mod ops;
 pub mod protocol;
+pub mod request_time;
 pub mod reserved;
 pub mod server;
 pub mod simulator;

@@ -63,6 +63,10 @@ struct Cli {
     /// Share of data-plane requests whose connection is dropped (0..1).
     #[arg(long)]
     drop_rate: Option<f64>,
+    /// Seconds the simulator's clock runs ahead of the host's (negative:
+    /// behind); requests signed more than 5 minutes off it are refused.
+    #[arg(long, allow_hyphen_values = true)]
+    clock_offset_s: Option<i64>,
     /// Most items kept over all tables.
     #[arg(long)]
     max_items: Option<u64>,
@@ -153,6 +157,9 @@ fn build_config(cli: &Cli) -> Result<SimConfig, String> {
     }
     if let Some(v) = cli.drop_rate {
         f.drop_rate = v;
+    }
+    if let Some(v) = cli.clock_offset_s {
+        f.clock_offset_s = v;
     }
     let s = &mut cfg.storage;
     if let Some(v) = cli.max_items {

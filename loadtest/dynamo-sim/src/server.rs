@@ -1,5 +1,7 @@
 //! HTTP/1.1 front end: hyper connection per socket, DynamoDB JSON 1.0 on
-//! `POST /`, plus `GET /__sim/stats` and `GET /__sim/healthz`.
+//! `POST /`, plus `GET /__sim/stats` and `GET /__sim/healthz`. A request
+//! signed more than five minutes off the simulator's clock is refused
+//! first ([`crate::request_time`]).
 //!
 //! Bounds: at most `MAX_CONNECTIONS` open connections (extra sockets are
 //! closed at once), request bodies capped at DynamoDB's 16 MB. Shutdown:
@@ -14,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -26,6 +28,7 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::faults::{FaultAction, Faults};
 use crate::protocol::{error_parts, Operation, CONTENT_TYPE as AMZ_JSON, MAX_REQUEST_BYTES};
+use crate::request_time;
 use crate::simulator::Simulator;
 
 /// Most simultaneously open client connections.
@@ -139,6 +142,14 @@ async fn respond(
     if let Ok(v) = HeaderValue::from_str(&request_id()) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
+    let offset_s = sim.config().faults.clock_offset_s;
+    if offset_s != 0 {
+        // hyper writes the host's time unless the response has a Date.
+        let date = httpdate::fmt_http_date(request_time::now(offset_s));
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            resp.headers_mut().insert(DATE, v);
+        }
+    }
     Ok(resp)
 }
 
@@ -147,6 +158,12 @@ async fn api_call(
     faults: &Faults,
     req: Request<Incoming>,
 ) -> Result<Resp, Dropped> {
+    let offset_s = sim.config().faults.clock_offset_s;
+    let signed_at = req
+        .headers()
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let target = req
         .headers()
         .get("x-amz-target")
@@ -175,6 +192,10 @@ async fn api_call(
             return Err(Dropped);
         }
     };
+    let now = request_time::epoch_secs(request_time::now(offset_s));
+    if let Err(e) = request_time::check(signed_at.as_deref(), now) {
+        return Ok(error_response(&e));
+    }
     let op = match Operation::from_target(&target) {
         Ok(op) => op,
         Err(e) => return Ok(error_response(&e)),

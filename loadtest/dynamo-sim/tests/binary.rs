@@ -1,6 +1,9 @@
 //! The `dynamo-sim` binary end to end over raw HTTP: readiness line with the
 //! real port, `/__sim/*` endpoints, protocol errors, injected faults, and a
-//! snapshot written on SIGTERM and loaded on the next start.
+//! snapshot written on SIGTERM and loaded on the next start; a clock moved
+//! by `--clock-offset-s` against an AWS SDK client.
+
+mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -209,6 +212,38 @@ async fn injects_500s_and_dropped_connections() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn requests_signed_five_minutes_off_its_clock_are_refused_and_the_sdk_adjusts() {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let r = start(&["--table", "C:pk:S", "--clock-offset-s", "-3600"]).await;
+    // Retries off: each call is one attempt.
+    let client = support::client_for(&format!("http://{}", r.addr)).await;
+    let put = || {
+        client
+            .put_item()
+            .table_name("C")
+            .item("pk", AttributeValue::S("a".into()))
+            .send()
+    };
+    let err = put()
+        .await
+        .expect_err("signed an hour ahead of the simulator");
+    assert_eq!(err.code(), Some("InvalidSignatureException"));
+    let message = err.message().unwrap_or_default();
+    assert!(
+        message.starts_with("Signature not yet current: ") && message.ends_with(" + 5 min.)"),
+        "{message}"
+    );
+    // The SDK learnt the simulator's time from the refusal's Date header.
+    put().await.expect("signed at the simulator's time");
+    let (status, body) = http(&r.addr, "GET", Some("/__sim/stats"), b"")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["tables"]["C"]["items_stored"], 1);
 }
 
 #[tokio::test]

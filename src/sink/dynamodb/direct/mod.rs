@@ -1,17 +1,19 @@
 //! The direct request path (`[dynamodb] request_path = "direct"`, the
 //! default): each batch becomes one signed BatchWriteItem HTTP request
 //! built here — body copied from the items' typed JSON ([`wire`]), SigV4
-//! signed with a day-cached key ([`sign`]), sent on a pooled
+//! signed with a day-cached key ([`sign`]) at DynamoDB's time (its
+//! responses' `Date`, [`clock`]), sent on a pooled
 //! hyper client over rustls — and the response is read back without the
 //! SDK's orchestrator, interceptors and model types. It sits where
 //! [`super::request::SdkWriter`] sits: between the writer's in-flight slot
 //! and DynamoDB. DescribeTable (the capacity ceiling, rarely) still goes
 //! through the SDK.
 
+pub mod clock;
 pub mod sign;
 pub mod wire;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -111,6 +113,7 @@ impl DirectWriter {
         self.signer.sign(&mut request, &body).await?;
         let (parts, ()) = request.into_parts();
         let request = hyper::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let sent = SystemTime::now();
         let exchange = async {
             let response = self
                 .http
@@ -120,6 +123,11 @@ impl DirectWriter {
                     cause: "connection",
                     message: format!("{e}: {:?}", std::error::Error::source(&e)),
                 })?;
+            self.signer.clock().observe(
+                response.headers().get(hyper::header::DATE),
+                sent,
+                SystemTime::now(),
+            );
             let status = response.status().as_u16();
             let error_type = response
                 .headers()

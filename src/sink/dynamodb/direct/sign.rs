@@ -1,7 +1,8 @@
 //! SigV4 signing for the direct request path: the credentials come from
 //! the same provider the SDK client uses (the standard AWS chain, or the
 //! static local ones for a loopback endpoint), cached here until five
-//! minutes before they expire.
+//! minutes before they expire. The signing time is DynamoDB's clock as
+//! its responses tell it ([`super::clock`]), not this host's.
 //!
 //! The gateway's BatchWriteItem requests all have one shape (`POST /` with
 //! content-type, host and x-amz-target), so they are signed here with the
@@ -21,6 +22,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::clock::ServerClock;
 use crate::sink::dynamodb::retry::WriteError;
 
 /// Credentials this close to their expiry are fetched again.
@@ -33,6 +35,7 @@ pub struct Signer {
     cached: Arc<Mutex<Option<Credentials>>>,
     region: Arc<str>,
     day_key: Arc<Mutex<Option<DayKey>>>,
+    clock: Arc<ServerClock>,
 }
 
 /// The signing key of one day and secret.
@@ -90,7 +93,14 @@ impl Signer {
             cached: Arc::new(Mutex::new(None)),
             region: region.into(),
             day_key: Arc::new(Mutex::new(None)),
+            clock: Arc::default(),
         }
+    }
+
+    /// DynamoDB's clock as its responses tell it; requests are signed
+    /// with its time.
+    pub fn clock(&self) -> &ServerClock {
+        &self.clock
     }
 
     async fn credentials(&self) -> Result<Credentials, WriteError> {
@@ -132,7 +142,7 @@ impl Signer {
         body: &[u8],
     ) -> Result<(), WriteError> {
         let creds = self.credentials().await?;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if !self.sign_batch_write(&creds, request, body, now) {
             self.sign_general(creds, request, body, now)?;
         }
