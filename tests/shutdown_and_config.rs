@@ -141,7 +141,7 @@ async fn a_table_with_other_keys_exits_64() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked() {
+async fn a_full_queue_answers_503_before_decoding_and_the_deadline_dead_letters_what_was_acked() {
     let mut db = Dynalite::start();
     let mut gw = Gateway::start(
         &db.endpoint,
@@ -178,6 +178,24 @@ async fn a_full_queue_answers_503_and_the_deadline_dead_letters_what_was_acked()
     let refused = refused.expect("the queue filled up");
     assert_eq!(refused.json()["error"], "queue_full");
     assert_eq!(refused.headers["retry-after"], "1");
+    // The 10 did not fit; single events fill what room is left.
+    for n in 0.. {
+        assert!(n < 50, "the queue holds 50 items at most");
+        let one = format!("{{\"device_id\":\"Q-one\",\"n\":{n}}}\n");
+        match http.post_ndjson(&url, one).await.status {
+            202 => acked += 1,
+            503 => break,
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // A queue without room for one event refuses before decoding: a body
+    // that would be a 400 gets the 503 (nothing is parsed that could not be
+    // queued).
+    let bad = http
+        .post_ndjson(&url, "{\"device_id\": not json\n".to_owned())
+        .await;
+    assert_eq!(bad.status, 503, "{}", bad.body);
+    assert_eq!(bad.json()["error"], "queue_full");
     // The first failed call marks DynamoDB unreachable; the queue can fill
     // before it completes, so wait (bounded) for /readyz to say so.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
