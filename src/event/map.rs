@@ -188,7 +188,7 @@ pub fn map_event(
     let (json, size) = item.finish();
     Ok(Mapped {
         json,
-        key: key.into_boxed_str(),
+        key: key.into(),
         size,
     })
 }
@@ -518,8 +518,8 @@ mod tests {
             kind: KeyType::N,
         };
         assert_eq!(
-            key_id(&attrs(&a), &s.partition_key, Some(&sk)),
-            a.key,
+            &*key_id(&attrs(&a), &s.partition_key, Some(&sk)),
+            &*a.key,
             "the response side computes the same identity"
         );
     }

@@ -59,7 +59,6 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
 /// Appends the canonical text of `text` (as [`Normalized::canonical`]) to
 /// `out` without building the normalized form: key identities.
 pub fn push_canonical(out: &mut String, text: &str) -> Result<(), NumberError> {
-    use std::fmt::Write as _;
     let p = parse(text)?;
     if p.len == 0 {
         out.push('0');
@@ -69,9 +68,17 @@ pub fn push_canonical(out: &mut String, text: &str) -> Result<(), NumberError> {
         out.push('-');
     }
     out.push_str("0.");
-    out.extend(p.digits());
-    // Writing into a String cannot fail.
-    let _ = write!(out, "e{}", p.exponent);
+    // The significant digits are ASCII: copied as (at most two) slices.
+    let int_len = p.int.len();
+    let (from, to) = (p.skip, p.skip + p.len);
+    if from < int_len {
+        out.push_str(&p.int[from..to.min(int_len)]);
+    }
+    if to > int_len {
+        out.push_str(&p.frac[from.saturating_sub(int_len)..to - int_len]);
+    }
+    out.push('e');
+    out.push_str(itoa::Buffer::new().format(p.exponent));
     Ok(())
 }
 
@@ -94,6 +101,16 @@ struct Parsed<'a> {
 }
 
 impl Parsed<'_> {
+    /// Zero, whatever its spelling (`0`, `-0.00`, `0e5`).
+    const ZERO: Parsed<'static> = Parsed {
+        negative: false,
+        int: "",
+        frac: "",
+        skip: 0,
+        len: 0,
+        exponent: 0,
+    };
+
     fn digits(&self) -> impl Iterator<Item = char> + '_ {
         self.int
             .chars()
@@ -104,6 +121,35 @@ impl Parsed<'_> {
 }
 
 fn parse(text: &str) -> Result<Parsed<'_>, NumberError> {
+    match parse_integer(text) {
+        Some(p) => Ok(p),
+        None => parse_general(text),
+    }
+}
+
+/// The common case in one pass: a plain unsigned integer of at most 38
+/// digits (server-assigned timestamps, counters). None for anything else.
+fn parse_integer(text: &str) -> Option<Parsed<'_>> {
+    let b = text.as_bytes();
+    if b.is_empty() || b.len() > 38 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let leading = b.iter().take_while(|&&c| c == b'0').count();
+    if leading == b.len() {
+        return Some(Parsed::ZERO);
+    }
+    let trailing = b.iter().rev().take_while(|&&c| c == b'0').count();
+    Some(Parsed {
+        negative: false,
+        int: text,
+        frac: "",
+        skip: leading,
+        len: b.len() - leading - trailing,
+        exponent: (b.len() - leading) as i64,
+    })
+}
+
+fn parse_general(text: &str) -> Result<Parsed<'_>, NumberError> {
     let syntax = || NumberError::Syntax(text.to_owned());
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -143,14 +189,7 @@ fn parse(text: &str) -> Result<Parsed<'_>, NumberError> {
     let leading = all().take_while(|b| *b == b'0').count();
     exponent += int_part.len() as i64 - leading as i64;
     if leading == total {
-        return Ok(Parsed {
-            negative: false,
-            int: "",
-            frac: "",
-            skip: 0,
-            len: 0,
-            exponent: 0,
-        });
+        return Ok(Parsed::ZERO);
     }
     let trailing = all().rev().take_while(|b| *b == b'0').count();
     let len = total - leading - trailing;
@@ -235,6 +274,53 @@ mod tests {
             );
         }
         assert!(push_canonical(&mut String::new(), "x").is_err());
+    }
+
+    /// Decimal text of every shape `parse` reads, valid or not.
+    fn number_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            prop::sample::select(vec!["", "-", "+"]),
+            "[0-9]{0,45}",
+            prop::option::of("[0-9]{0,12}"),
+            prop::option::of((prop::sample::select(vec!["e", "E"]), -140i64..140)),
+        )
+            .prop_map(|(sign, int, frac, exp)| {
+                let mut s = format!("{sign}{int}");
+                if let Some(f) = frac {
+                    s.push('.');
+                    s.push_str(&f);
+                }
+                if let Some((e, x)) = exp {
+                    s.push_str(&format!("{e}{x}"));
+                }
+                s
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_integer_fast_path_reads_what_the_general_parser_reads(
+            text in "[0-9]{1,45}"
+        ) {
+            let fast = parse_integer(&text).map(|p| (p.negative, p.skip, p.len, p.exponent, p.digits().collect::<String>()));
+            let general = parse_general(&text).ok().map(|p| (p.negative, p.skip, p.len, p.exponent, p.digits().collect::<String>()));
+            if text.len() <= 38 {
+                proptest::prop_assert_eq!(fast, general);
+            } else {
+                proptest::prop_assert!(fast.is_none(), "longer texts take the general path");
+            }
+        }
+
+        #[test]
+        fn push_canonical_agrees_with_normalize_for_any_text(text in number_text()) {
+            let mut out = String::from("k\0");
+            match (push_canonical(&mut out, &text), normalize(&text)) {
+                (Ok(()), Ok(n)) => proptest::prop_assert_eq!(out, format!("k\0{}", n.canonical())),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a, b),
+                (a, b) => proptest::prop_assert!(false, "{text:?}: {a:?} vs {b:?}"),
+            }
+        }
     }
 
     #[test]

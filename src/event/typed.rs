@@ -145,6 +145,14 @@ impl ItemWriter {
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
+    // Most names and values need no escape: copied between quotes.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's escaping of a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -301,6 +309,15 @@ fn from_typed(v: &Value) -> Result<AttributeValue, TypedError> {
 mod tests {
     use super::*;
     use crate::event::{attr, size};
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in "\\PC*|[\\x00-\\x7f\"\\\\]{0,12}") {
+            let mut out = Vec::new();
+            string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_vec(&s).expect("json"));
+        }
+    }
 
     fn written(event: &str) -> (Box<[u8]>, usize) {
         let Value::Object(m) = serde_json::from_str(event).expect("json") else {

@@ -8,7 +8,6 @@
 //! counted. Queue capacity is released when a batch is handed on, so the
 //! queue bound covers everything not yet with the writer.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::QueueReceiver;
-use crate::event::{Item, KeyHasher};
+use crate::event::Item;
 use crate::sink::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::telemetry::metrics::TableMetrics;
 
@@ -36,7 +35,9 @@ pub struct BatchBuilder {
     max_items: usize,
     max_bytes: usize,
     current: Batch,
-    index: HashMap<Box<str>, usize, KeyHasher>,
+    /// The key hash of each item in `current`, in order: at most 25, so a
+    /// scan beats a map (no key copied, nothing hashed again).
+    hashes: Vec<u64>,
     /// Writes replaced by a later write of the same key.
     pub collapsed: u64,
 }
@@ -47,7 +48,7 @@ impl BatchBuilder {
             max_items: max_items.clamp(1, MAX_BATCH_ITEMS),
             max_bytes,
             current: Batch::default(),
-            index: HashMap::with_capacity_and_hasher(MAX_BATCH_ITEMS, KeyHasher::default()),
+            hashes: Vec::with_capacity(MAX_BATCH_ITEMS),
             collapsed: 0,
         }
     }
@@ -59,7 +60,13 @@ impl BatchBuilder {
     /// Adds an item; returns a finished batch when one is complete.
     pub fn push(&mut self, mut item: Item) -> Option<Batch> {
         let mut done = None;
-        if let Some(&i) = self.index.get(&item.key) {
+        let hash = item.key.hash();
+        let held = self
+            .hashes
+            .iter()
+            .zip(&self.current.items)
+            .position(|(&h, it)| h == hash && it.key == item.key);
+        if let Some(i) = held {
             let grown =
                 self.current.bytes - self.current.items[i].size as usize + item.size as usize;
             if grown <= self.max_bytes {
@@ -77,8 +84,7 @@ impl BatchBuilder {
         if self.current.bytes + item.size as usize > self.max_bytes && !self.is_empty() {
             done = Some(self.take());
         }
-        self.index
-            .insert(item.key.clone(), self.current.items.len());
+        self.hashes.push(hash);
         self.current.bytes += item.size as usize;
         item.acks.shrink_to_fit();
         self.current.items.push(item);
@@ -92,7 +98,7 @@ impl BatchBuilder {
 
     /// Takes the forming batch (possibly empty).
     pub fn take(&mut self) -> Batch {
-        self.index.clear();
+        self.hashes.clear();
         std::mem::take(&mut self.current)
     }
 }
@@ -225,7 +231,7 @@ mod tests {
     use crate::pipeline::queue::tests::item;
     use metrics::Gauge;
     use proptest::prelude::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     #[test]
     fn flushes_at_25_items() {
@@ -260,6 +266,27 @@ mod tests {
         );
         assert_eq!(batch.bytes, 35);
         assert_eq!(b.collapsed, 1);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_stay_apart_and_each_collapses_with_itself() {
+        use crate::event::KeyId;
+        let mut b = BatchBuilder::new(25, 1 << 24);
+        let with = |text: &str, size: u32, stream: &str| {
+            let mut it = item(text, size);
+            it.key = KeyId::with_hash(text, 7);
+            it.stream = stream.into();
+            it
+        };
+        b.push(with("a", 1, "a1"));
+        b.push(with("b", 2, "b1"));
+        assert_eq!(b.collapsed, 0, "equal hashes, different keys");
+        b.push(with("b", 3, "b2"));
+        let batch = b.take();
+        assert_eq!(b.collapsed, 1);
+        let streams: Vec<&str> = batch.items.iter().map(|i| &*i.stream).collect();
+        assert_eq!(streams, ["a1", "b2"], "the later b replaced b, not a");
+        assert_eq!(batch.bytes, 4);
     }
 
     proptest! {

@@ -6,8 +6,14 @@
 //! key instead, so a burst runs ahead of wall time by at most its length
 //! in ms. Time is monotonic (anchored to the wall clock once at start).
 //! One clock per table, shared by every stream writing it.
+//!
+//! Keys are remembered by their 64-bit hash (no copy of the text, no
+//! comparison with a stored key that is no longer in the CPU's cache). Two
+//! partition keys whose hashes collide share one counter: each still gets
+//! stamps that only go up, so none of its events overwrite each other.
 
 use crate::event::{hash_str, KeyHasher};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +27,7 @@ const PRUNE_AT: usize = 4096;
 pub struct SortClock {
     origin: Instant,
     origin_epoch_ms: u64,
-    shards: Vec<Mutex<HashMap<Box<str>, u64, KeyHasher>>>,
+    shards: Vec<Mutex<HashMap<u64, u64, KeyHasher>>>,
 }
 
 impl Default for SortClock {
@@ -58,7 +64,8 @@ impl SortClock {
     /// A timestamp for `partition_key` at `now`, greater than any earlier one for that key.
     pub fn assign(&self, partition_key: &str, now: Instant) -> u64 {
         let now_ms = self.epoch_ms(now);
-        let shard = &self.shards[(hash_str(partition_key) as usize) % SHARDS];
+        let key = hash_str(partition_key);
+        let shard = &self.shards[(key as usize) % SHARDS];
         let Ok(mut map) = shard.lock() else {
             return now_ms;
         };
@@ -66,15 +73,13 @@ impl SortClock {
             // Keys whose last stamp is in the past get `now_ms` anyway.
             map.retain(|_, last| *last >= now_ms);
         }
-        match map.get_mut(partition_key) {
-            Some(last) => {
+        match map.entry(key) {
+            Entry::Occupied(mut seen) => {
+                let last = seen.get_mut();
                 *last = (*last + 1).max(now_ms);
                 *last
             }
-            None => {
-                map.insert(partition_key.into(), now_ms);
-                now_ms
-            }
+            Entry::Vacant(new) => *new.insert(now_ms),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::writer::{BatchWrite, WriteOutcome};
 use crate::config::TableSpec;
 use crate::event::map::key_id;
 use crate::event::typed;
-use crate::event::{Item, KeyId};
+use crate::event::Item;
 
 /// PutRequests for `items`, in order (each item's typed JSON read back
 /// into the SDK's attribute values).
@@ -53,14 +53,14 @@ pub fn unprocessed_indexes(
     )
 }
 
-/// Indexes of `items` whose keys DynamoDB returned as unprocessed (`None`:
+/// Indexes of `items` whose keys (as [`key_id`] text) DynamoDB returned as unprocessed (`None`:
 /// an entry without a readable key), for both request paths. An entry
 /// that matches no item must not count as written: then the whole batch is
 /// re-sent (puts of the same items are idempotent).
 pub fn match_unprocessed(
     table: &TableSpec,
     items: &[Item],
-    returned: impl Iterator<Item = Option<KeyId>>,
+    returned: impl Iterator<Item = Option<Box<str>>>,
 ) -> Vec<usize> {
     let by_key: HashMap<&str, usize> = items
         .iter()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Instructions per event of one or more gateway builds, counted by valgrind's
+# callgrind: deterministic where wall-clock CPU on this shared machine
+# varies by ±5-8 % from run to run. Per build: dynamo-sim --unlimited (not
+# under valgrind), the gateway under callgrind, 5,000 NDJSON events to warm
+# up (connections, first allocations), counters zeroed, then N events (500
+# per POST, 4 connections, ack=written), a dump, and Ir ÷ N. The dump stays
+# in OUT/NAME/ for callgrind_annotate (e.g. --inclusive=yes).
+#
+# Caveat: valgrind's CPU has no SHA extensions, so SigV4's SHA-256 runs in
+# software there (about 9,500 instructions per event, in every build); on
+# the machine it uses SHA-NI and is a few per cent of the gateway's CPU.
+#
+# Usage: loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
+#   e.g. cp target/release/dynamo-ingest /tmp/gw-old; (rebuild);
+#        loadtest/scripts/callgrind-ndjson.sh /tmp/cg 50000 /tmp/gw-old target/release/dynamo-ingest
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 3 ] || { sed -n '2,16p' "$0"; exit 2; }
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
+OUT=$1
+N=$2
+shift 2
+[ -x target/release/dynamo-sim ] && [ -x target/release/loadgen ] || cargo build --release -p dynamo-sim -p loadgen
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" && return 0; sleep 0.2; done; echo "no '$2' in $1"; exit 1; }
+
+i=0
+for BIN in "$@"; do
+  i=$((i + 1))
+  NAME="$i-$(basename "$BIN")"
+  DIR="$OUT/$NAME"
+  rm -rf "$DIR" && mkdir -p "$DIR"
+  target/release/dynamo-sim --listen 127.0.0.1:0 --unlimited > "$WORK/sim.out" 2>&1 &
+  SIM_PID=$!; PIDS+=("$SIM_PID")
+  wait_line "$WORK/sim.out" listening
+  SIM=$(grep -o 'http://[0-9.:]*' "$WORK/sim.out" | head -1)
+  sed -e 's/"127.0.0.1:8080"/"127.0.0.1:0"/' -e 's/"127.0.0.1:9464"/"127.0.0.1:0"/' \
+      -e 's/"127.0.0.1:1883"/"127.0.0.1:0"/' \
+      -e "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/dead-letter.ndjson\"|" config/default.toml > "$WORK/gw.toml"
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/callgrind.out.%p" \
+    "$BIN" --config "$WORK/gw.toml" --dynamodb-endpoint "$SIM" > "$WORK/gw.out" 2> "$WORK/gw.err" &
+  GW_PID=$!; PIDS+=("$GW_PID")
+  wait_line "$WORK/gw.out" "dynamo-ingest ready"
+  HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/gw.out")
+  load() { target/release/loadgen http --target "$HTTP" --route stream --batch 500 --concurrency 4 \
+             --ack written --count "$1" --duration 600s --keys 1000 > "$2" 2>&1; }
+  load 5000 "$DIR/warm-up.txt"
+  callgrind_control -z "$GW_PID" > /dev/null 2>&1
+  load "$N" "$DIR/loadgen.txt"
+  callgrind_control -d "$GW_PID" > /dev/null 2>&1
+  kill "$GW_PID" "$SIM_PID" 2>/dev/null || true
+  wait "$GW_PID" "$SIM_PID" 2>/dev/null || true
+  DUMP=$(ls "$DIR"/callgrind.out.*.1)
+  IR=$(awk '/^summary:/ {print $2; exit}' "$DUMP")
+  echo "$NAME: $IR instructions for $N events = $((IR / N)) per event"
+done
