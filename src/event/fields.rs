@@ -1,7 +1,8 @@
 //! One decoded event: its top-level fields, borrowed from the request body
 //! or MQTT payload (names unescaped only when they hold escapes, values as
 //! their raw JSON text). The sources decode into this, the mapper writes the
-//! item's typed JSON from it: no JSON tree is built for a flat event.
+//! item's typed JSON from it, nested objects read the same way level by
+//! level: no JSON tree is built.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::fields::{string_text, Kind};
+use super::fields::{string_text, Fields, Kind};
 
 use super::number::{self, NumberError};
 
@@ -69,47 +69,24 @@ impl ItemWriter {
         self.size += name.len();
     }
 
-    /// Adds an attribute from a JSON value (strings → S, numbers → N with
-    /// their exact text, bools → BOOL, null → NULL, arrays → L, objects → M).
+    /// Adds an attribute from a JSON value in a tree, through its text
+    /// (pretty-printed, so the tests that use it cover whitespace too).
+    #[cfg(test)]
     pub fn json(&mut self, name: &str, value: &Value) -> Result<(), AttrError> {
-        self.name(name);
-        self.size += json_value(&mut self.out, value, 0)?;
-        Ok(())
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| AttrError::BadText(e.to_string()))?;
+        let raw = RawValue::from_string(text).map_err(|e| AttrError::BadText(e.to_string()))?;
+        self.raw(name, &raw)
     }
 
-    /// Adds an attribute from a raw JSON value (as [`Self::json`]): a string
-    /// without escapes and a number are copied as they are; a nested value
-    /// is read into a tree first.
+    /// Adds an attribute from a raw JSON value (strings → S, numbers → N
+    /// with their exact text, bools → BOOL, null → NULL, arrays → L,
+    /// objects → M): a string without escapes and a number are copied as
+    /// they are; nested arrays and objects are walked level by level as raw
+    /// values (no tree built).
     pub fn raw(&mut self, name: &str, value: &RawValue) -> Result<(), AttrError> {
-        let text = value.get();
-        match Kind::of(value) {
-            // Unescaped and escaped again when it holds escapes: DynamoDB
-            // gets a normal form, and escapes text cannot hold are refused.
-            Kind::String => {
-                match string_text(value).map_err(|e| AttrError::BadText(e.to_string()))? {
-                    Cow::Borrowed(inner) => {
-                        self.name(name);
-                        self.out.extend_from_slice(b"{\"S\":");
-                        self.out.extend_from_slice(text.as_bytes());
-                        self.out.push(b'}');
-                        self.size += inner.len();
-                    }
-                    Cow::Owned(s) => self.s(name, &s),
-                }
-            }
-            Kind::Number => self.n(name, text)?,
-            Kind::Bool => self.bool(name, text == "true"),
-            Kind::Null => {
-                self.name(name);
-                null_value(&mut self.out);
-                self.size += 1;
-            }
-            Kind::Array | Kind::Object => {
-                let tree: Value =
-                    serde_json::from_str(text).map_err(|e| AttrError::BadText(e.to_string()))?;
-                self.json(name, &tree)?;
-            }
-        }
+        self.name(name);
+        self.size += raw_value(&mut self.out, value, 0)?;
         Ok(())
     }
 
@@ -182,56 +159,71 @@ fn bool_value(out: &mut Vec<u8>, value: bool) {
     });
 }
 
-/// Writes `value` typed and returns its size (without a name); `depth` is
-/// its nesting level (0 at the item's top level).
-fn json_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<usize, AttrError> {
-    Ok(match value {
-        Value::Null => {
-            null_value(out);
-            1
-        }
-        Value::Bool(b) => {
-            bool_value(out, *b);
-            1
-        }
-        Value::String(s) => {
-            string_value(out, s);
-            s.len()
-        }
-        Value::Number(n) => {
-            let text = n.as_str();
+/// Writes the raw JSON `value` typed and returns its size (without a
+/// name); `depth` is its nesting level (0 at the item's top level). A name
+/// given twice in an object keeps its last value (as in a tree); the
+/// entries keep their first order.
+fn raw_value(out: &mut Vec<u8>, value: &RawValue, depth: usize) -> Result<usize, AttrError> {
+    let text = value.get();
+    let bad = |e: serde_json::Error| AttrError::BadText(e.to_string());
+    Ok(match Kind::of(value) {
+        // Unescaped and escaped again when it holds escapes: DynamoDB gets
+        // a normal form, and escapes text cannot hold are refused.
+        Kind::String => match string_text(value).map_err(bad)? {
+            Cow::Borrowed(inner) => {
+                out.extend_from_slice(b"{\"S\":");
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'}');
+                inner.len()
+            }
+            Cow::Owned(s) => {
+                string_value(out, &s);
+                s.len()
+            }
+        },
+        Kind::Number => {
             let size = number::checked_size(text)?;
             number_value(out, text);
             size
         }
-        Value::Array(items) => {
+        Kind::Bool => {
+            bool_value(out, text == "true");
+            1
+        }
+        Kind::Null => {
+            null_value(out);
+            1
+        }
+        Kind::Array => {
             if depth >= MAX_DEPTH {
                 return Err(AttrError::TooDeep);
             }
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(bad)?;
             out.extend_from_slice(b"{\"L\":[");
             let mut size = 3;
-            for (i, v) in items.iter().enumerate() {
+            for (i, v) in items.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                size += 1 + json_value(out, v, depth + 1)?;
+                size += 1 + raw_value(out, v, depth + 1)?;
             }
             out.extend_from_slice(b"]}");
             size
         }
-        Value::Object(map) => {
+        Kind::Object => {
             if depth >= MAX_DEPTH {
                 return Err(AttrError::TooDeep);
             }
+            let fields = Fields::parse(text.as_bytes()).map_err(bad)?;
             out.extend_from_slice(b"{\"M\":{");
             let mut size = 3;
-            for (i, (k, v)) in map.iter().enumerate() {
+            for (i, (k, v)) in fields.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 string(out, k);
                 out.push(b':');
-                size += 1 + k.len() + json_value(out, v, depth + 1)?;
+                size += 1 + k.len() + raw_value(out, v, depth + 1)?;
             }
             out.extend_from_slice(b"}}");
             size
@@ -319,6 +311,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn nested_raw_values_keep_the_last_of_a_repeated_name_and_refuse_depth_33() {
+        let raw = |t: &str| RawValue::from_string(t.to_owned()).expect("raw");
+        let mut w = ItemWriter::with_capacity(64);
+        w.raw(
+            "m",
+            &raw(r#"{ "a" : 1, "b": [true, null, "x\ny", {"c": "d"}], "a": 2.50 }"#),
+        )
+        .expect("nested");
+        let (json, size) = w.finish();
+        assert_eq!(
+            std::str::from_utf8(&json).expect("utf8"),
+            r#"{"m":{"M":{"a":{"N":"2.50"},"b":{"L":[{"BOOL":true},{"NULL":true},{"S":"x\ny"},{"M":{"c":{"S":"d"}}}]}}}}"#
+        );
+        let model = model_of(r#"{"m": {"a": 2.50, "b": [true, null, "x\ny", {"c": "d"}]}}"#);
+        assert_eq!(size, size::item_size(&model), "the size the model gives");
+
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let mut w = ItemWriter::with_capacity(64);
+        assert_eq!(w.raw("d", &raw(&deep)), Err(AttrError::TooDeep));
+        let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let mut w = ItemWriter::with_capacity(64);
+        assert!(w.raw("d", &raw(&ok)).is_ok());
+        assert!(matches!(
+            ItemWriter::with_capacity(8).raw("s", &raw(r#"{"x": "\ud800"}"#)),
+            Err(AttrError::BadText(_))
+        ));
+    }
+
+    /// The attribute model (`attr`, independent of this writer) of an event.
+    fn model_of(event: &str) -> HashMap<String, AttributeValue> {
+        let Value::Object(m) = serde_json::from_str(event).expect("json") else {
+            panic!("not an object")
+        };
+        m.into_iter()
+            .map(|(k, v)| (k, attr::from_json(v, 0).expect("in limits")))
+            .collect()
+    }
+
     fn written(event: &str) -> (Box<[u8]>, usize) {
         let Value::Object(m) = serde_json::from_str(event).expect("json") else {
             panic!("not an object")
@@ -362,12 +397,9 @@ mod tests {
             w.raw(k, v).expect("writes");
         }
         let (raw_json, raw_size) = w.finish();
-        let (json, size) = written(event);
-        assert_eq!(
-            parse_item(&raw_json).expect("parses"),
-            parse_item(&json).expect("parses")
-        );
-        assert_eq!(raw_size, size);
+        let model = model_of(event);
+        assert_eq!(parse_item(&raw_json).expect("parses"), model);
+        assert_eq!(raw_size, size::item_size(&model));
         let mut w = ItemWriter::with_capacity(8);
         let e = serde_json::value::RawValue::from_string("-2E+3".to_owned()).expect("raw");
         w.raw("e", &e).expect("number");
