@@ -12,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::sim::SimServer;
+
 /// dynamo-sim with the sensor table (on demand) and a proxy in front.
 pub struct Outage {
     pub sim: Arc<Simulator>,
@@ -21,6 +23,7 @@ pub struct Outage {
     pub endpoint: String,
     down: watch::Sender<bool>,
     stop: CancellationToken,
+    _server: SimServer,
 }
 
 impl Outage {
@@ -32,24 +35,19 @@ impl Outage {
             Some(("timestamp", KeyType::N)),
         ))
         .expect("table");
+        let server = SimServer::start(sim.clone()).await;
         let stop = CancellationToken::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let target = listener.local_addr().expect("addr");
-        tokio::spawn(dynamo_sim::serve(
-            listener,
-            sim.clone(),
-            stop.clone().cancelled_owned(),
-        ));
         let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = format!("http://{}", proxy.local_addr().expect("addr"));
         let (down, _) = watch::channel(false);
-        tokio::spawn(proxy_loop(proxy, target, down.clone(), stop.clone()));
+        tokio::spawn(proxy_loop(proxy, server.addr, down.clone(), stop.clone()));
         Self {
             sim,
-            direct: format!("http://{target}"),
+            direct: server.endpoint.clone(),
             endpoint,
             down,
             stop,
+            _server: server,
         }
     }
 

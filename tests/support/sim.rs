@@ -3,18 +3,21 @@
 //! starts against it.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dynamo_sim::Simulator;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A running simulator, until [`SimServer::stop`] or the test's runtime ends.
+/// A running simulator, until [`SimServer::stop`] or until it is dropped
+/// (then it stops accepting, without waiting).
 pub struct SimServer {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
+    pub addr: SocketAddr,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl SimServer {
@@ -22,7 +25,7 @@ impl SimServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let task = tokio::spawn(dynamo_sim::serve(
             listener,
@@ -30,15 +33,24 @@ impl SimServer {
             stop.clone().cancelled_owned(),
         ));
         Self {
-            endpoint,
+            endpoint: format!("http://{addr}"),
+            addr,
             stop,
-            task,
+            task: Some(task),
         }
     }
 
     /// Stops accepting, lets open connections finish, and waits for it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        self.task.await.expect("dynamo-sim stops");
+        if let Some(task) = self.task.take() {
+            task.await.expect("dynamo-sim stops");
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
