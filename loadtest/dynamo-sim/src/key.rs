@@ -49,7 +49,7 @@ impl KeyType {
 
 /// An exact decimal: sign, significant digits (no leading/trailing zeros)
 /// and the decimal exponent of the first digit. Zero has no digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Decimal {
     negative: bool,
     digits: Vec<u8>,
@@ -383,7 +383,7 @@ pub fn type_tag(value: &Attr) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -452,7 +452,9 @@ mod tests {
             })
     }
 
-    fn key_value() -> impl Strategy<Value = KeyValue> {
+    /// Keys of every type, with long shared prefixes, ties and equal numbers
+    /// written differently (`1`, `1.0…`).
+    pub(crate) fn key_value() -> impl Strategy<Value = KeyValue> {
         prop_oneof![
             // Few distinct bytes, so long shared prefixes and ties happen.
             "[ab\\x00]{0,20}".prop_map(KeyValue::S),

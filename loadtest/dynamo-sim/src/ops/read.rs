@@ -19,7 +19,7 @@ use crate::attr::{Attr, AttrMap};
 use crate::error::{ApiError, ApiResult};
 use crate::key::{scalar_of_type, KeyType, KeyValue};
 use crate::simulator::{lock, Simulator};
-use crate::storage::{Item, SortKey};
+use crate::storage::{Item, SortKey, StoredKey};
 use crate::table::Table;
 
 /// Bytes of items after which a page ends.
@@ -124,19 +124,19 @@ fn before(upper: Bound<SortKey>, start: SortKey) -> Bound<SortKey> {
     }
 }
 
-struct Page {
+struct Page<'a> {
     items: Vec<Value>,
     count: u64,
     bytes: usize,
-    last: Option<(KeyValue, SortKey)>,
+    last: Option<(&'a StoredKey, &'a StoredKey)>,
     full: bool,
 }
 
 fn collect<'a>(
-    iter: impl Iterator<Item = (&'a KeyValue, &'a SortKey, &'a Item)>,
+    iter: impl Iterator<Item = (&'a StoredKey, &'a StoredKey, &'a Item)>,
     limit: Option<u64>,
     count_only: bool,
-) -> Page {
+) -> Page<'a> {
     let mut page = Page {
         items: Vec::new(),
         count: 0,
@@ -151,7 +151,7 @@ fn collect<'a>(
         }
         page.count += 1;
         page.bytes += item.size;
-        page.last = Some((pk.clone(), sk.clone()));
+        page.last = Some((pk, sk));
         if !count_only {
             page.items.push(item.to_json());
         }
@@ -174,8 +174,8 @@ fn respond(
         out["Items"] = Value::Array(page.items);
     }
     if page.full {
-        if let Some((pk, sk)) = &page.last {
-            out["LastEvaluatedKey"] = table.key_json(pk, sk);
+        if let Some((pk, sk)) = page.last {
+            out["LastEvaluatedKey"] = table.key_json(&pk.to_key(), &sk.to_sort());
         }
     }
     if consumed != Consumed::None {
@@ -286,15 +286,12 @@ pub fn query(sim: &Simulator, req: &Value) -> ApiResult<Value> {
         }
     }
     let prefix = spec.prefix.clone();
+    let stored_pk = StoredKey::partition(pk.clone());
     let iter = table
         .store
         .range(&pk, spec.lower, spec.upper, forward)
-        .filter(move |(sk, _)| match (&prefix, sk) {
-            (Some(p), Some(sk)) => sk.begins_with(p),
-            (Some(_), None) => false,
-            (None, _) => true,
-        })
-        .map(|(sk, item)| (&pk, sk, item));
+        .filter(move |(sk, _)| prefix.as_ref().is_none_or(|p| sk.begins_with(p)))
+        .map(|(sk, item)| (&stored_pk, sk, item));
     let page = collect(iter, limit, count_only);
     Ok(respond(&table, page, count_only, consumed, consistent))
 }
@@ -347,7 +344,7 @@ pub fn scan(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     let iter = table
         .store
         .scan_from(start)
-        .filter(|(pk, _, _)| segments.is_none_or(|(s, t)| pk.stable_hash() % t == s));
+        .filter(|(pk, _, _)| segments.is_none_or(|(s, t)| pk.partition_hash() % t == s));
     let page = collect(iter, limit, count_only);
     Ok(respond(&table, page, count_only, consumed, consistent))
 }

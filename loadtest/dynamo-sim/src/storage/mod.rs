@@ -1,10 +1,13 @@
 //! In-memory item storage of one table, bounded by a shared budget.
 //!
-//! Layout: partition key → (sort key → item), both `BTreeMap`s, so Query
-//! walks one partition in sort-key order and Scan resumes after any key.
-//! The maps' keys carry each key's [`KeyValue::rank`]: a B-tree search
-//! compares inline integers and reads a key's heap bytes only on a tie
-//! (the pointer chasing otherwise dominated the cost of a put).
+//! Layout: partition key → (sort key → item). Partitions are a `BTreeMap`
+//! in the order of the partition key's stable hash (as DynamoDB's Scan
+//! order is by its internal hash), so Scan resumes after any key; each
+//! [`partition`] is a B-tree plus a sorted tail of its newest keys, so
+//! Query walks it in sort-key order and an append does not descend a tree.
+//! Both maps hold [`StoredKey`]s, 32 bytes with an inline rank: a search
+//! compares integers and reads a key's heap bytes only on a tie (the
+//! pointer chasing otherwise dominated the cost of a put).
 //! The `StorageBudget` is shared by all tables; a write that would take the
 //! simulator past `max_items` / `max_bytes` fails with a clear error instead
 //! of growing without bound.
@@ -16,6 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::attr::AttrMap;
 use crate::error::{ApiError, ApiResult};
 use crate::key::KeyValue;
+
+mod partition;
+mod stored_key;
+
+use partition::Partition;
+pub use stored_key::StoredKey;
 
 /// A stored item with its DynamoDB size.
 ///
@@ -51,63 +60,14 @@ impl Item {
 /// Sort key of an item; `None` for tables without a sort key.
 pub type SortKey = Option<KeyValue>;
 
-/// A map key: its rank first, the key itself on a tie.
-#[derive(Debug, Clone)]
-struct Ranked<K> {
-    rank: u128,
-    key: K,
-}
-
-impl Ranked<KeyValue> {
-    fn of(key: KeyValue) -> Self {
-        Ranked {
-            rank: key.rank(),
-            key,
-        }
-    }
-}
-
-impl Ranked<SortKey> {
-    fn of_sort(key: SortKey) -> Self {
-        Ranked {
-            rank: key.as_ref().map_or(0, KeyValue::rank),
-            key,
-        }
-    }
-}
-
-impl<K: Ord> Ord for Ranked<K> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank
-            .cmp(&other.rank)
-            .then_with(|| self.key.cmp(&other.key))
-    }
-}
-
-impl<K: Ord> PartialOrd for Ranked<K> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<K: Ord> PartialEq for Ranked<K> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl<K: Ord> Eq for Ranked<K> {}
-
-type Partition = BTreeMap<Ranked<SortKey>, Item>;
-
-fn ranked_bound(b: Bound<SortKey>) -> Bound<Ranked<SortKey>> {
-    b.map(Ranked::of_sort)
+fn stored_bound(b: Bound<SortKey>) -> Bound<StoredKey> {
+    b.map(StoredKey::sort)
 }
 
 /// Items of one table.
 #[derive(Debug, Default)]
 pub struct TableStore {
-    parts: BTreeMap<Ranked<KeyValue>, Partition>,
+    parts: BTreeMap<StoredKey, Partition<Item>>,
     items: u64,
     bytes: u64,
 }
@@ -182,8 +142,8 @@ impl TableStore {
         sk: SortKey,
         item: Item,
     ) -> ApiResult<Option<Item>> {
-        let part = self.parts.entry(Ranked::of(pk)).or_default();
-        let sk = Ranked::of_sort(sk);
+        let part = self.parts.entry(StoredKey::partition(pk)).or_default();
+        let sk = StoredKey::sort(sk);
         let (d_items, d_bytes) = match part.get(&sk) {
             Some(old) => (0, item.size as i64 - old.size as i64),
             None => (1, item.size as i64),
@@ -197,15 +157,15 @@ impl TableStore {
     /// The item under a key.
     pub fn get(&self, pk: &KeyValue, sk: &SortKey) -> Option<&Item> {
         self.parts
-            .get(&Ranked::of(pk.clone()))
-            .and_then(|p| p.get(&Ranked::of_sort(sk.clone())))
+            .get(&StoredKey::partition(pk.clone()))
+            .and_then(|p| p.get(&StoredKey::sort(sk.clone())))
     }
 
     /// Remove and return the item under a key.
     pub fn delete(&mut self, budget: &StorageBudget, pk: &KeyValue, sk: &SortKey) -> Option<Item> {
-        let pk = Ranked::of(pk.clone());
+        let pk = StoredKey::partition(pk.clone());
         let part = self.parts.get_mut(&pk)?;
-        let old = part.remove(&Ranked::of_sort(sk.clone()))?;
+        let old = part.remove(&StoredKey::sort(sk.clone()))?;
         if part.is_empty() {
             self.parts.remove(&pk);
         }
@@ -227,8 +187,8 @@ impl TableStore {
         lower: Bound<SortKey>,
         upper: Bound<SortKey>,
         forward: bool,
-    ) -> Box<dyn Iterator<Item = (&'a SortKey, &'a Item)> + 'a> {
-        let Some(part) = self.parts.get(&Ranked::of(pk.clone())) else {
+    ) -> Box<dyn Iterator<Item = (&'a StoredKey, &'a Item)> + 'a> {
+        let Some(part) = self.parts.get(&StoredKey::partition(pk.clone())) else {
             return Box::new(std::iter::empty());
         };
         if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
@@ -243,9 +203,7 @@ impl TableStore {
                 return Box::new(std::iter::empty());
             }
         }
-        let r = part
-            .range((ranked_bound(lower), ranked_bound(upper)))
-            .map(|(sk, item)| (&sk.key, item));
+        let r = part.range(stored_bound(lower), stored_bound(upper));
         if forward {
             Box::new(r)
         } else {
@@ -257,28 +215,28 @@ impl TableStore {
     pub fn scan_from<'a>(
         &'a self,
         after: Option<(KeyValue, SortKey)>,
-    ) -> Box<dyn Iterator<Item = (&'a KeyValue, &'a SortKey, &'a Item)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a StoredKey, &'a StoredKey, &'a Item)> + 'a> {
         match after {
             None => Box::new(
                 self.parts
                     .iter()
-                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (&pk.key, &sk.key, i))),
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i))),
             ),
             Some((start_pk, start_sk)) => {
-                let start_pk = Ranked::of(start_pk);
-                let start_sk = Ranked::of_sort(start_sk);
+                let start_pk = StoredKey::partition(start_pk);
+                let start_sk = StoredKey::sort(start_sk);
                 let rest_of_first =
                     self.parts
                         .get_key_value(&start_pk)
                         .into_iter()
                         .flat_map(move |(pk, p)| {
-                            p.range((Bound::Excluded(start_sk.clone()), Bound::Unbounded))
-                                .map(move |(sk, i)| (&pk.key, &sk.key, i))
+                            p.range(Bound::Excluded(start_sk.clone()), Bound::Unbounded)
+                                .map(move |(sk, i)| (pk, sk, i))
                         });
                 let later = self
                     .parts
                     .range((Bound::Excluded(start_pk), Bound::Unbounded))
-                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (&pk.key, &sk.key, i)));
+                    .flat_map(|(pk, p)| p.iter().map(move |(sk, i)| (pk, sk, i)));
                 Box::new(rest_of_first.chain(later))
             }
         }
@@ -286,6 +244,31 @@ impl TableStore {
 
     /// Every item, for snapshots.
     pub fn all_items(&self) -> impl Iterator<Item = &Item> {
-        self.parts.values().flat_map(|p| p.values())
+        self.parts
+            .values()
+            .flat_map(|p| p.iter().map(|(_, item)| item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_without_sort_key_holds_one_item_per_partition() {
+        let budget = StorageBudget::new(10, 1 << 20);
+        let mut store = TableStore::default();
+        let pk = || KeyValue::S("run-1764340000-device-000042".into());
+        let attrs = AttrMap::default();
+        assert!(store
+            .put(&budget, pk(), None, Item::new(&attrs, 10))
+            .expect("put")
+            .is_none());
+        let old = store
+            .put(&budget, pk(), None, Item::new(&attrs, 12))
+            .expect("put");
+        assert_eq!(old.map(|i| i.size), Some(10));
+        assert_eq!((store.item_count(), store.byte_count()), (1, 12));
+        assert_eq!(store.get(&pk(), &None).map(|i| i.size), Some(12));
     }
 }
