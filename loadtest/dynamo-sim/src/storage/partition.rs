@@ -6,8 +6,8 @@
 //! reads every key of each node it passes; with thousands of partitions in
 //! turn, each level is a cache miss (the node loads were three quarters of a
 //! put's own time in the simulator's profile). Here an append compares with
-//! the tail's last key and pushes; once the tail holds [`TAIL_MAX`] keys its
-//! oldest [`TAIL_FLUSH`] move into the tree together, down a right spine that
+//! the tail's last key and pushes; when the tail reaches [`TAIL_MAX`] keys
+//! its oldest [`TAIL_FLUSH`] move into the tree together, down a right spine that
 //! stays in cache across the move. Out-of-order keys take the tree's path
 //! (or a binary search in the tail), so no order of writes is worse than a
 //! plain B-tree by more than one comparison.
@@ -20,7 +20,8 @@ use std::ops::Bound;
 
 use super::stored_key::StoredKey;
 
-/// Keys the tail holds before its oldest move into the tree.
+/// Keys in the tail when its oldest move into the tree (the `Vec` never
+/// grows past this capacity: 64 × 56 bytes per partition).
 const TAIL_MAX: usize = 64;
 /// Keys moved per flush; the newest `TAIL_MAX - TAIL_FLUSH` stay, so the
 /// tail is not left empty (an empty tail sends the next append down the tree).
@@ -74,7 +75,7 @@ impl<V> Partition<V> {
             Slot::Tail(Ok(i)) => Some(std::mem::replace(&mut self.tail[i].1, value)),
             Slot::Tail(Err(i)) => {
                 self.tail.insert(i, (key, value));
-                if self.tail.len() > TAIL_MAX {
+                if self.tail.len() >= TAIL_MAX {
                     self.tree.extend(self.tail.drain(..TAIL_FLUSH));
                 }
                 None
@@ -240,19 +241,20 @@ mod tests {
     #[test]
     fn appends_stay_in_the_tail_until_it_is_full() {
         let mut part = Partition::default();
-        for k in 0..TAIL_MAX as u32 {
+        for k in 0..TAIL_MAX as u32 - 1 {
             part.insert(key(k), k);
         }
         assert!(part.tree.is_empty());
-        part.insert(key(TAIL_MAX as u32), 0);
+        part.insert(key(TAIL_MAX as u32 - 1), 0);
         assert_eq!(part.tree.len(), TAIL_FLUSH);
-        assert_eq!(part.tail.len(), TAIL_MAX + 1 - TAIL_FLUSH);
+        assert_eq!(part.tail.len(), TAIL_MAX - TAIL_FLUSH);
+        assert!(part.tail.capacity() <= TAIL_MAX);
         // A key below the tail goes to the tree.
         part.insert(key(1), 99);
         assert_eq!(part.tree.get(&key(1)), Some(&99));
         // With the tail emptied by removals, the tree's last key is still
         // found (replaced, not added again), and a greater key starts a tail.
-        for k in TAIL_FLUSH as u32..=TAIL_MAX as u32 {
+        for k in TAIL_FLUSH as u32..TAIL_MAX as u32 {
             assert!(part.remove(&key(k)).is_some());
         }
         assert!(part.tail.is_empty());
