@@ -114,7 +114,9 @@ impl StoredKey {
 impl Ord for StoredKey {
     fn cmp(&self, other: &Self) -> Ordering {
         self.rank.cmp(&other.rank).then_with(|| {
-            if self.key_type() == Some(KeyType::N) {
+            // A found key ties with itself: the same text is the same
+            // number without parsing either.
+            if self.key_type() == Some(KeyType::N) && self.bytes != other.bytes {
                 self.decimal().cmp(&other.decimal())
             } else {
                 self.bytes.cmp(&other.bytes)
