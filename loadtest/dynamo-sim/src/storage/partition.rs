@@ -6,11 +6,11 @@
 //! reads every key of each node it passes; with thousands of partitions in
 //! turn, each level is a cache miss (the node loads were three quarters of a
 //! put's own time in the simulator's profile). Here an append compares with
-//! the tail's last key and pushes; when the tail reaches [`TAIL_MAX`] keys
-//! its oldest [`TAIL_FLUSH`] move into the tree together, down a right spine that
-//! stays in cache across the move. Out-of-order keys take the tree's path
-//! (or a binary search in the tail), so no order of writes is worse than a
-//! plain B-tree by more than one comparison.
+//! the tail's first and last keys and pushes; when the tail reaches
+//! [`TAIL_MAX`] keys its oldest [`TAIL_FLUSH`] move into the tree together,
+//! down a right spine that stays in cache across the move. A key below the
+//! tail takes the tree's path after one comparison; a key within the tail's
+//! range a binary search and a move of at most 63 entries.
 //!
 //! Invariant: every key in `tail` is greater than every key in `tree`, and
 //! `tail` is sorted; so the partition in order is `tree` then `tail`.
