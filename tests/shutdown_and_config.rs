@@ -178,23 +178,39 @@ async fn a_full_queue_answers_503_before_decoding_and_the_deadline_dead_letters_
     let refused = refused.expect("the queue filled up");
     assert_eq!(refused.json()["error"], "queue_full");
     assert_eq!(refused.headers["retry-after"], "1");
-    // The 10 did not fit; single events fill what room is left.
-    for n in 0.. {
-        assert!(n < 50, "the queue holds 50 items at most");
-        let one = format!("{{\"device_id\":\"Q-one\",\"n\":{n}}}\n");
-        match http.post_ndjson(&url, one).await.status {
-            202 => acked += 1,
-            503 => break,
-            s => panic!("unexpected {s}"),
-        }
-    }
     // A queue without room for one event refuses before decoding: a body
     // that would be a 400 gets the 503 (nothing is parsed that could not be
-    // queued).
-    let bad = http
-        .post_ndjson(&url, "{\"device_id\": not json\n".to_owned())
-        .await;
-    assert_eq!(bad.status, 503, "{}", bad.body);
+    // queued). Single events fill what room is left first. The batcher may
+    // still take a batch out of the queue between the fill and the bad body
+    // (its first call has not failed yet), and then the body is decoded and
+    // refused with 400: fill again, a bounded number of times. Without the
+    // check before decoding the answer is always 400 and this fails.
+    let mut n = 0;
+    let mut refused_before_decoding = None;
+    for _ in 0..20 {
+        loop {
+            assert!(n < 500, "the queue holds 50 items at most");
+            let one = format!("{{\"device_id\":\"Q-one\",\"n\":{n}}}\n");
+            n += 1;
+            match http.post_ndjson(&url, one).await.status {
+                202 => acked += 1,
+                503 => break,
+                s => panic!("unexpected {s}"),
+            }
+        }
+        let bad = http
+            .post_ndjson(&url, "{\"device_id\": not json\n".to_owned())
+            .await;
+        match bad.status {
+            503 => {
+                refused_before_decoding = Some(bad);
+                break;
+            }
+            400 => assert_eq!(bad.json()["error"], "malformed_json"),
+            s => panic!("unexpected {s}: {}", bad.body),
+        }
+    }
+    let bad = refused_before_decoding.expect("a full queue refused a malformed body with 503");
     assert_eq!(bad.json()["error"], "queue_full");
     // The first failed call marks DynamoDB unreachable; the queue can fill
     // before it completes, so wait (bounded) for /readyz to say so.
