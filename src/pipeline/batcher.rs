@@ -35,9 +35,6 @@ pub struct BatchBuilder {
     max_items: usize,
     max_bytes: usize,
     current: Batch,
-    /// The key hash of each item in `current`, in order: at most 25, so a
-    /// scan beats a map (no key copied, nothing hashed again).
-    hashes: Vec<u64>,
     /// Writes replaced by a later write of the same key.
     pub collapsed: u64,
 }
@@ -48,7 +45,6 @@ impl BatchBuilder {
             max_items: max_items.clamp(1, MAX_BATCH_ITEMS),
             max_bytes,
             current: Batch::default(),
-            hashes: Vec::with_capacity(MAX_BATCH_ITEMS),
             collapsed: 0,
         }
     }
@@ -60,12 +56,9 @@ impl BatchBuilder {
     /// Adds an item; returns a finished batch when one is complete.
     pub fn push(&mut self, mut item: Item) -> Option<Batch> {
         let mut done = None;
-        let hash = item.key.hash();
-        let held = self
-            .hashes
-            .iter()
-            .zip(&self.current.items)
-            .position(|(&h, it)| h == hash && it.key == item.key);
+        // At most 25 items, so a scan beats a map; key ids compare their
+        // stored hashes first (no key copied, nothing hashed again).
+        let held = self.current.items.iter().position(|it| it.key == item.key);
         if let Some(i) = held {
             let grown =
                 self.current.bytes - self.current.items[i].size as usize + item.size as usize;
@@ -84,7 +77,6 @@ impl BatchBuilder {
         if self.current.bytes + item.size as usize > self.max_bytes && !self.is_empty() {
             done = Some(self.take());
         }
-        self.hashes.push(hash);
         self.current.bytes += item.size as usize;
         item.acks.shrink_to_fit();
         self.current.items.push(item);
@@ -98,7 +90,6 @@ impl BatchBuilder {
 
     /// Takes the forming batch (possibly empty).
     pub fn take(&mut self) -> Batch {
-        self.hashes.clear();
         std::mem::take(&mut self.current)
     }
 }

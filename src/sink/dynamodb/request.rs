@@ -53,10 +53,10 @@ pub fn unprocessed_indexes(
     )
 }
 
-/// Indexes of `items` whose keys (as [`key_id`] text) DynamoDB returned as unprocessed (`None`:
-/// an entry without a readable key), for both request paths. An entry
-/// that matches no item must not count as written: then the whole batch is
-/// re-sent (puts of the same items are idempotent).
+/// Indexes of `items` whose keys (as [`key_id`] text) DynamoDB returned as
+/// unprocessed (`None`: an entry without a readable key), for both request
+/// paths. An entry that matches no item must not count as written: then the
+/// whole batch is re-sent (puts of the same items are idempotent).
 pub fn match_unprocessed(
     table: &TableSpec,
     items: &[Item],
