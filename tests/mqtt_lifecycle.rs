@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use rumqttc::QoS;
-use support::mqtt::{options, publish_all};
+use support::mqtt::{options, publish_all, publish_all_with};
 use support::{count, dynamodb, metric, query, Dynalite, Gateway, Http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +120,7 @@ async fn sigterm_drains_every_acknowledged_message_into_the_table() {
     let mut gw = Gateway::start(&db.endpoint, &[], "");
     let addr = gw.mqtt.expect("embedded broker listens");
     let total = 10_000;
-    publish_numbered(addr, "burst", total).await;
+    publish_numbered(addr, "burst", total, false).await;
     // Every message is acknowledged; most are still between the broker and DynamoDB.
     gw.terminate();
     let status = gw.wait(Duration::from_secs(60));
@@ -131,8 +131,9 @@ async fn sigterm_drains_every_acknowledged_message_into_the_table() {
 }
 
 /// Publishes `total` QoS 1 sensor readings numbered `v` = 0.. over 20
-/// devices' topics and waits for every PUBACK.
-async fn publish_numbered(addr: std::net::SocketAddr, client_id: &str, total: usize) {
+/// devices' topics and waits for every PUBACK. Retained messages go through
+/// rumqttd and the link; the others are taken by the front.
+async fn publish_numbered(addr: std::net::SocketAddr, client_id: &str, total: usize, retain: bool) {
     let messages = (0..total)
         .map(|i| {
             (
@@ -141,10 +142,11 @@ async fn publish_numbered(addr: std::net::SocketAddr, client_id: &str, total: us
             )
         })
         .collect();
-    publish_all(
+    publish_all_with(
         options(addr, client_id),
         messages,
         QoS::AtLeastOnce,
+        retain,
         Duration::from_secs(60),
     )
     .await;
@@ -254,22 +256,13 @@ async fn devices_connect_over_tls_with_a_test_ca() {
 /// every acknowledged message is in the dead-letter file exactly once,
 /// either as an item (it had reached the queue) or raw (it was still held
 /// between the broker and the queue), and the gateway exits promptly (the
-/// raw ones are written in batches, not one fsync per message).
+/// raw ones are written in batches, not one fsync per message). Retained
+/// messages take the broker's path: rumqttd acknowledges them on receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_shutdown_deadline_held_messages_are_dead_lettered_once_each() {
-    let mut db = Dynalite::start();
-    let mut gw = Gateway::start(
-        &db.endpoint,
-        &[
-            ("queue_max_items = 80000", "queue_max_items = 10"),
-            ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),
-        ],
-        "",
-    );
-    let addr = gw.mqtt.expect("embedded broker listens");
-    db.stop();
+    let (_db, mut gw, addr) = doomed_gateway();
     let total = 2_000;
-    publish_numbered(addr, "doomed", total).await;
+    publish_numbered(addr, "doomed", total, true).await;
     gw.terminate();
     let status = gw.wait(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", gw.log());
@@ -294,4 +287,180 @@ async fn at_the_shutdown_deadline_held_messages_are_dead_lettered_once_each() {
     }
     assert_eq!(seen.len(), total, "raw {raw} + items {items}");
     assert!(raw > 0, "most messages were still held: {items} items");
+}
+
+/// A PUBACK from the front means the message is queued. DynamoDB gone and a
+/// queue of 10 items: a device's QoS 1 messages stop being acknowledged once
+/// the queue is full (the connection is paused, not dropped), and at the
+/// shutdown deadline every acknowledged message is in the dead-letter file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_withholds_pubacks_and_keeps_every_acknowledged_message() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_db, mut gw, addr) = doomed_gateway();
+    let total: u16 = 200;
+    let mut device = connected(addr, &connect_packet("withheld")).await;
+    let mut burst = Vec::new();
+    for id in 1..=total {
+        let payload = format!(r#"{{"timestamp": {id}, "v": {id}}}"#);
+        burst.extend(publish_packet_id(
+            "sensors/W1/telemetry",
+            payload.as_bytes(),
+            id,
+        ));
+    }
+    device.write_all(&burst).await.expect("PUBLISH burst");
+    let (mut rx, _tx) = device.into_split();
+    let reader = tokio::spawn(async move {
+        let mut acks = Vec::new();
+        let mut packet = [0u8; 4];
+        while rx.read_exact(&mut packet).await.is_ok() {
+            assert_eq!(&packet[..2], &[0x40, 2], "only PUBACKs are expected");
+            acks.push(u16::from_be_bytes([packet[2], packet[3]]));
+        }
+        acks
+    });
+    let http = Http::default();
+    support::eventually(
+        "the front pauses the device",
+        Duration::from_secs(30),
+        || async {
+            metric(&http, gw.admin, "dynamo_ingest_mqtt_connections_paused", "").await > 0.0
+        },
+    )
+    .await;
+    gw.terminate();
+    let status = gw.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let acked = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the connection was closed")
+        .expect("reader");
+    assert!(
+        !acked.is_empty() && acked.len() < usize::from(total),
+        "{} of {total} acknowledged",
+        acked.len()
+    );
+    let kept: std::collections::BTreeSet<u64> = gw
+        .dead_letters()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["reason"], "shutdown_deadline", "{l}");
+            l["item"]["v"]["N"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .expect("a queued item with v")
+        })
+        .collect();
+    for id in &acked {
+        assert!(
+            kept.contains(&u64::from(*id)),
+            "acknowledged message {id} lost"
+        );
+    }
+}
+
+/// A gateway with a 10-item queue and a 2 s shutdown grace whose DynamoDB
+/// is gone.
+fn doomed_gateway() -> (Dynalite, Gateway, std::net::SocketAddr) {
+    let mut db = Dynalite::start();
+    let gw = Gateway::start(
+        &db.endpoint,
+        &[
+            ("queue_max_items = 80000", "queue_max_items = 10"),
+            ("shutdown_grace = \"30s\"", "shutdown_grace = \"2s\""),
+        ],
+        "",
+    );
+    let addr = gw.mqtt.expect("embedded broker listens");
+    db.stop();
+    (db, gw, addr)
+}
+
+/// A raw device connection whose CONNECT (`connect`) was accepted.
+async fn connected(addr: std::net::SocketAddr, connect: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut device = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    device.write_all(connect).await.expect("CONNECT");
+    let mut connack = [0u8; 4];
+    device.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    device
+}
+
+/// A QoS 1 PUBLISH with packet id `id`.
+fn publish_packet_id(topic: &str, payload: &[u8], id: u16) -> Vec<u8> {
+    let mut p = publish_packet(topic, payload);
+    let at = 2 + 2 + topic.len();
+    p[at..at + 2].copy_from_slice(&id.to_be_bytes());
+    p
+}
+
+/// rumqttd drops a connection that sent it nothing for 1.5 × its
+/// keep-alive; the front takes a publishing device's PUBLISHes itself, so it
+/// keeps that timer fed. A device with a 1 s keep-alive that publishes every
+/// 100 ms for 3 s (and never pings) keeps its connection, gets a PUBACK for
+/// each message and nothing else (no PINGRESP it did not ask for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_only_publishes_outlives_its_keep_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = Dynalite::start();
+    let gw = Gateway::start(&db.endpoint, &[], "");
+    let addr = gw.mqtt.expect("embedded broker listens");
+    let mut connect = connect_packet("chatty");
+    connect[10..12].copy_from_slice(&1u16.to_be_bytes());
+    let mut device = connected(addr, &connect).await;
+    let mut packet = [0u8; 4];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for id in 1..=30u16 {
+        tick.tick().await;
+        let payload = format!(r#"{{"timestamp": {id}, "v": {id}}}"#);
+        device
+            .write_all(&publish_packet_id(
+                "sensors/K1/telemetry",
+                payload.as_bytes(),
+                id,
+            ))
+            .await
+            .expect("PUBLISH");
+        tokio::time::timeout(Duration::from_secs(5), device.read_exact(&mut packet))
+            .await
+            .expect("a PUBACK within 5 s")
+            .unwrap_or_else(|e| panic!("connection closed after {} messages: {e}", id - 1));
+        assert_eq!(packet, [0x40, 2, 0, id as u8], "message {id}");
+    }
+    let client = dynamodb(&db.endpoint).await;
+    let stored =
+        support::wait_for_count(&client, "IoTSensorData", 30, Duration::from_secs(20)).await;
+    assert_eq!(stored, 30);
+}
+
+/// A device may send its first PUBLISH right behind CONNECT, in the same
+/// segment. The front takes that PUBLISH itself, but its PUBACK must not
+/// overtake rumqttd's CONNACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connack_comes_before_the_puback_of_a_pipelined_publish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = Dynalite::start();
+    let gw = Gateway::start(&db.endpoint, &[], "");
+    let addr = gw.mqtt.expect("embedded broker listens");
+    for round in 0..5u16 {
+        let mut device = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let payload = format!(r#"{{"timestamp": {round}, "v": {round}}}"#);
+        let first = [
+            connect_packet(&format!("eager-{round}")),
+            publish_packet_id("sensors/E1/telemetry", payload.as_bytes(), 7),
+        ]
+        .concat();
+        device.write_all(&first).await.expect("CONNECT + PUBLISH");
+        let mut answer = [0u8; 8];
+        tokio::time::timeout(Duration::from_secs(5), device.read_exact(&mut answer))
+            .await
+            .expect("answers within 5 s")
+            .expect("CONNACK and PUBACK");
+        assert_eq!(answer, [0x20, 2, 0, 0, 0x40, 2, 0, 7], "round {round}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Fuzzes the MQTT side up to the router: the front's packet parser
-//! (fixed header, CONNECT, PUBLISH topic and payload bounds) over a stream
+//! (fixed header, CONNECT, PUBLISH topic and payload bounds, the parts of a
+//! PUBLISH the front takes itself) over a stream
 //! of packets, then for every complete PUBLISH the ingest mapper: topic →
 //! stream (`TopicRoutes` of the shipped config) → JSON payload → one item
 //! per event, with the topic's captured segments as context.
@@ -65,6 +66,14 @@ fuzz_target!(|data: &[u8]| {
                 );
                 if complete {
                     let payload = &body[h.remaining - info.payload_len..];
+                    if info.qos < 2 {
+                        // As the front does with a PUBLISH it takes itself.
+                        let parts = packet::publish_parts(info.qos, body)
+                            .expect("a checked, complete PUBLISH has its parts");
+                        assert_eq!(&body[parts.topic.clone()], info.topic.as_bytes());
+                        assert_eq!(&body[parts.payload.clone()], payload);
+                        assert_eq!(parts.packet_id.is_some(), info.qos == 1);
+                    }
                     ingest(setup, info.topic, payload);
                 }
             }

@@ -15,13 +15,14 @@
 # delivered message.
 #
 # Usage: loadtest/scripts/mqtt-load.sh [DURATION_SECONDS=10] [RUNS=3]
-# CELLS="QOS:DEVICES ..." picks cells (default "0:1 0:100 1:1 1:100").
+# CELLS="QOS:DEVICES ..." picks cells (default "0:1 0:100 1:1 1:100");
+# BIN=PATH runs another gateway build (default target/release/dynamo-ingest).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10}
 RUNS=${2:-3}
 CELLS=${CELLS:-0:1 0:100 1:1 1:100}
-BIN=target/release/dynamo-ingest
+BIN=${BIN:-target/release/dynamo-ingest}
 LOADGEN=${LOADGEN:-target/release/loadgen}
 [ -x "$BIN" ] && [ -x target/release/dynamo-sim ] || cargo build --release -p dynamo-ingest -p dynamo-sim
 [ -x "$LOADGEN" ] || cargo build --release -p loadgen

@@ -80,7 +80,7 @@ pub const REJECT_REASONS: [&str; 12] = [
     "spool_full",
 ];
 /// Why the MQTT front closed a device connection (`mqtt_rejected_total{reason}`).
-pub const MQTT_REJECT_REASONS: [&str; 10] = [
+pub const MQTT_REJECT_REASONS: [&str; 11] = [
     "auth",
     "acl",
     "oversize",
@@ -91,6 +91,7 @@ pub const MQTT_REJECT_REASONS: [&str; 10] = [
     "connect_timeout",
     "connection_limit",
     "tls_handshake",
+    "spool_unavailable",
 ];
 /// Why an acknowledged MQTT message went to the dead-letter file.
 pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [

@@ -26,6 +26,17 @@ pub async fn publish_all(
     qos: QoS,
     limit: Duration,
 ) {
+    publish_all_with(opts, messages, qos, false, limit).await
+}
+
+/// [`publish_all`] with the retain flag set as given.
+pub async fn publish_all_with(
+    opts: MqttOptions,
+    messages: Vec<(String, Vec<u8>)>,
+    qos: QoS,
+    retain: bool,
+    limit: Duration,
+) {
     let total = messages.len();
     let (client, mut eventloop) = AsyncClient::new(opts, 200);
     let publisher = tokio::spawn({
@@ -33,7 +44,7 @@ pub async fn publish_all(
         async move {
             for (topic, payload) in messages {
                 client
-                    .publish(topic, qos, false, payload)
+                    .publish(topic, qos, retain, payload)
                     .await
                     .expect("queue publish");
             }

@@ -81,7 +81,9 @@ pub struct Targets {
     pub stream: String,
 }
 
-/// Samples every second until `stop` turns true; returns the samples.
+/// Samples every second until `stop` turns true, and once more then (so a
+/// run shorter than a second still ends with the state after its load);
+/// returns the samples.
 pub async fn run(targets: Targets, live: Live, mut stop: watch::Receiver<bool>) -> Vec<Sample> {
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
@@ -91,10 +93,10 @@ pub async fn run(targets: Targets, live: Live, mut stop: watch::Receiver<bool>) 
     let mut samples: Vec<Sample> = Vec::new();
     let ticks = clock_ticks();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
         let mut s = samples.last().cloned().unwrap_or_default();
         s.t = start.elapsed().as_secs_f64();
         let l = live.snapshot();
@@ -133,8 +135,10 @@ pub async fn run(targets: Targets, live: Live, mut stop: watch::Receiver<bool>) 
             (s.gw_rss_mib, s.gw_cpu_s) = (rss, cpu);
         }
         samples.push(s);
+        if last {
+            return samples;
+        }
     }
-    samples
 }
 
 async fn get(client: &Client<HttpConnector, Empty<Bytes>>, url: &str) -> Option<String> {

@@ -66,7 +66,11 @@ pub async fn run(
                 // PUBACK once DynamoDB (or the dead-letter file) has the
                 // message: a crash before that means redelivery, not loss.
                 acks.spawn(async move {
-                    if let Outcome::Accepted(Some((ack, items))) = outcome {
+                    if let Outcome::Accepted {
+                        written: Some((ack, items)),
+                        ..
+                    } = outcome
+                    {
                         ack.wait(items).await;
                     }
                     if let Err(e) = client.ack(&publish).await {

@@ -1,25 +1,25 @@
-//! MQTT messages → stream router. Shared by the embedded broker (messages
-//! from the hand-off) and the external-broker mode (messages from rumqttc).
+//! MQTT messages → stream router. Shared by the embedded broker's front
+//! (the PUBLISHes it takes itself), its link (retained and QoS 2 messages,
+//! wills, from the hand-off) and the external-broker mode (messages from
+//! rumqttc).
 //!
 //! A message's topic picks the stream (`mqtt_topic` templates; captured
 //! segments fill key attributes); its payload is one JSON event or an array
-//! of them, accepted or refused as a whole. The broker has already
-//! acknowledged the message (embedded) or will once it is queued (external),
-//! so a full queue (or a full spool) never drops it: the message is held and
-//! offered again. With `[spool] enabled`, embedded-broker messages are
-//! spooled (not waited for: the append completes on its own, milliseconds
-//! later), and a full queue no longer holds them: they spill into the
-//! spool's overflow on disk. Only a full spool holds a message here, which
-//! fills the hand-off and pauses the broker's front (devices stop getting
-//! PUBACKs; nothing already PUBACKed is dropped).
-//! Messages that can never become items are counted and written to the
-//! dead-letter file with the reason.
+//! of them, accepted or refused as a whole. A full queue (or a full spool)
+//! never drops a message: it is held and offered again (`Outcome::Full`).
+//! With `[spool] enabled` every message is spooled: the front PUBACKs once
+//! the record is fsynced; for messages from the link, which rumqttd already
+//! acknowledged, the append is not waited for. Messages that can never
+//! become items are counted and written to the dead-letter file with the
+//! reason.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::spool::AppendWait;
 
 use crate::config::{AckLevel, StreamSpec};
 use crate::event::template::PathTemplate;
@@ -33,7 +33,7 @@ use super::handoff::Handoff;
 use super::metrics::MqttMetrics;
 
 /// Longest pause between two offers of a message to a full queue.
-const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
+pub(super) const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A topic's stream and the segments its template captured.
 pub type Route<'a> = (&'a Arc<str>, Vec<(String, String)>);
@@ -80,8 +80,13 @@ impl TopicRoutes {
 /// What became of one message.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Queued; with the written-ack handle when one was asked for.
-    Accepted(Option<(Arc<Ack>, usize)>),
+    /// Queued. `written`: the handle that completes when DynamoDB confirmed
+    /// its items (when asked for) and their count; `spooled`: completes
+    /// once its spool record is fsynced (when the spool is on).
+    Accepted {
+        written: Option<(Arc<Ack>, usize)>,
+        spooled: Option<AppendWait>,
+    },
     /// Written to the dead-letter file (or logged if even that failed).
     DeadLettered,
     /// The stream's queue is full: offer it again later.
@@ -100,7 +105,7 @@ pub struct MqttIngest {
 impl MqttIngest {
     /// Offers one message once; `wait_written` asks for a handle that
     /// completes when DynamoDB confirmed its items.
-    pub async fn offer(&self, topic: &Bytes, payload: &Bytes, wait_written: bool) -> Outcome {
+    pub async fn offer(&self, topic: &[u8], payload: &[u8], wait_written: bool) -> Outcome {
         let topic_text = String::from_utf8_lossy(topic);
         let Some((stream, context)) = self.routes.route(&topic_text) else {
             self.metrics.unroutable.increment(1);
@@ -124,8 +129,8 @@ impl MqttIngest {
                     .await;
             }
         };
-        // With the spool on, every message is spooled: rumqttd PUBACKed it
-        // on receipt, so the disk is what lets it survive a crash.
+        // With the spool on, every message is spooled: the disk is what
+        // lets it survive a crash.
         let ack_level = if wait_written {
             AckLevel::Written
         } else if self.router.has_spool() {
@@ -137,7 +142,10 @@ impl MqttIngest {
             .router
             .offer(stream, events, &context, ack_level, "mqtt")
         {
-            Ok(a) => Outcome::Accepted(a.ack.map(|ack| (ack, a.count))),
+            Ok(a) => Outcome::Accepted {
+                written: a.ack.map(|ack| (ack, a.count)),
+                spooled: a.spooled,
+            },
             Err(IngestError::QueueFull | IngestError::SpoolFull) => Outcome::Full,
             Err(e @ IngestError::TooManyEvents(_)) => {
                 self.dead_letter(
@@ -165,8 +173,8 @@ impl MqttIngest {
     /// Offers one message until the pipeline takes it (or it is dead-lettered).
     pub async fn offer_until_taken(
         &self,
-        topic: &Bytes,
-        payload: &Bytes,
+        topic: &[u8],
+        payload: &[u8],
         wait_written: bool,
     ) -> Outcome {
         let mut backoff = Duration::from_millis(1);
@@ -187,7 +195,7 @@ impl MqttIngest {
         stream: Option<&Arc<str>>,
         reason: &'static str,
         message: String,
-        payload: &Bytes,
+        payload: &[u8],
     ) -> Outcome {
         self.metrics.dead_lettered(reason);
         let raw = RawDeadLetter {
@@ -196,7 +204,7 @@ impl MqttIngest {
             stream: stream.map(|s| s.to_string()),
             reason,
             message,
-            payload: payload.clone(),
+            payload: Bytes::copy_from_slice(payload),
         };
         // A failed write is logged loudly by `write_raw`; nothing else can be done.
         let _ = self.dead_letter.write_raw(raw).await;

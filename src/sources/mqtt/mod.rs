@@ -4,10 +4,16 @@
 //! Embedded mode (default):
 //! ```text
 //! devices ─► front (mqtt.listen: TLS, limits, login, ACL, QoS counts, backpressure)
-//!         ─► rumqttd (own threads, internal loopback port, PUBACK on receipt)
+//!   ├ QoS 0/1 PUBLISH, not retained: topic → stream, JSON → events ─► router,
+//!   │   then PUBACK from the front (take.rs)
+//!   └ everything else ─► rumqttd (own threads, internal loopback port)
 //!         ─► local link on `#` (own thread, never waits) ─► hand-off
 //!         ─► ingest task: topic → stream, JSON → events ─► router
 //! ```
+//! rumqttd keeps the MQTT session (CONNACK, keep-alive, subscriptions,
+//! retained messages, QoS 2, wills); the front takes the bulk of the
+//! traffic out of it, so a PUBACK from the front means the message is
+//! queued (or spooled), and a full queue pauses the device.
 //! External mode: rumqttc on a shared subscription of another broker, acks
 //! after the pipeline took the message (`external.rs`).
 //!
@@ -18,6 +24,7 @@
 
 pub mod auth;
 pub mod broker;
+mod downstream;
 pub mod external;
 pub mod front;
 pub mod handoff;
@@ -25,6 +32,7 @@ pub mod ingest;
 pub mod link;
 pub mod metrics;
 pub mod packet;
+mod take;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,6 +160,7 @@ pub async fn start(
                 internal: embedded.internal,
                 auth: auth::DeviceAuth::new(m),
                 handoff: handoff.clone(),
+                ingest: ingest.clone(),
                 max_payload: m.max_payload_bytes.as_u64() as usize,
                 connect_timeout: m.connect_timeout,
                 forwarded: forwarded.clone(),

@@ -1,15 +1,22 @@
-//! Just enough MQTT 3.1.1 framing for the front to police a connection:
-//! the fixed header of every packet, the CONNECT packet's credentials, and a
-//! PUBLISH packet's QoS and topic. Everything else passes through to rumqttd
-//! untouched. Pure functions over byte slices (fuzzed, unit-tested); they
-//! never panic on any input.
+//! Just enough MQTT 3.1.1 framing for the front to police a connection and
+//! take PUBLISHes itself: the fixed header of every packet, the CONNECT
+//! packet's credentials and keep-alive, a PUBLISH packet's QoS, retain
+//! flag, topic, packet id and payload, and the PUBACK and PINGREQ the front
+//! writes. Everything else passes through to rumqttd untouched. Pure
+//! functions over byte slices (fuzzed, unit-tested); they never panic on any
+//! input.
 
 /// MQTT's largest remaining length (4 length bytes).
 pub const MAX_REMAINING: usize = 268_435_455;
 
 /// Control packet types the front looks at.
 pub const CONNECT: u8 = 1;
+pub const CONNACK: u8 = 2;
 pub const PUBLISH: u8 = 3;
+pub const PINGRESP: u8 = 13;
+
+/// A PINGREQ packet (the front keeps rumqttd's keep-alive timer fed with it).
+pub const PINGREQ_PACKET: [u8; 2] = [0xc0, 0x00];
 
 /// A fixed header: packet type, its flags, and where the body lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +80,8 @@ pub fn header(buf: &[u8]) -> Result<Option<Header>, PacketError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
     pub level: u8,
+    /// Seconds; 0 turns keep-alive off (rumqttd refuses that).
+    pub keep_alive: u16,
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
@@ -87,7 +96,7 @@ pub fn connect(body: &[u8]) -> Result<Connect, PacketError> {
         return Err(PacketError::Protocol { name, level });
     }
     let flags = r.u8().ok_or(PacketError::Malformed("CONNECT"))?;
-    let _keep_alive = r.bytes(2).ok_or(PacketError::Malformed("CONNECT"))?;
+    let keep_alive = r.u16().ok_or(PacketError::Malformed("CONNECT"))?;
     let client_id = r.string().ok_or(PacketError::Malformed("CONNECT"))?;
     if flags & 0x04 != 0 {
         r.string().ok_or(PacketError::Malformed("CONNECT"))?;
@@ -109,6 +118,7 @@ pub fn connect(body: &[u8]) -> Result<Connect, PacketError> {
     };
     Ok(Connect {
         level,
+        keep_alive,
         client_id,
         username,
         password,
@@ -119,6 +129,7 @@ pub fn connect(body: &[u8]) -> Result<Connect, PacketError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishInfo<'a> {
     pub qos: u8,
+    pub retain: bool,
     pub topic: &'a str,
     /// Payload bytes.
     pub payload_len: usize,
@@ -144,9 +155,44 @@ pub fn publish(flags: u8, body: &[u8], remaining: usize) -> Result<PublishInfo<'
         .ok_or(PacketError::Malformed("PUBLISH"))?;
     Ok(PublishInfo {
         qos,
+        retain: flags & 0x01 != 0,
         topic,
         payload_len,
     })
+}
+
+/// Where a complete PUBLISH body (QoS 0 or 1) keeps its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishParts {
+    /// The topic's bytes within the body.
+    pub topic: std::ops::Range<usize>,
+    /// The packet id (QoS 1), to be acknowledged.
+    pub packet_id: Option<u16>,
+    /// The payload's bytes within the body.
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Locates the parts of a complete PUBLISH body already checked by [`publish`].
+pub fn publish_parts(qos: u8, body: &[u8]) -> Result<PublishParts, PacketError> {
+    let mut r = Reader(body);
+    let len = r.u16().ok_or(PacketError::Malformed("PUBLISH"))? as usize;
+    r.bytes(len).ok_or(PacketError::Malformed("PUBLISH"))?;
+    let packet_id = match qos {
+        0 => None,
+        _ => Some(r.u16().ok_or(PacketError::Malformed("PUBLISH"))?),
+    };
+    let start = body.len() - r.0.len();
+    Ok(PublishParts {
+        topic: 2..2 + len,
+        packet_id,
+        payload: start..body.len(),
+    })
+}
+
+/// PUBACK for `packet_id`.
+pub fn puback(packet_id: u16) -> [u8; 4] {
+    let [hi, lo] = packet_id.to_be_bytes();
+    [0x40, 0x02, hi, lo]
 }
 
 /// Bytes of a PUBLISH body needed to read its topic (`None`: not yet known).
@@ -240,7 +286,7 @@ mod tests {
     #[test]
     fn connect_credentials_and_will() {
         let c = connect(&connect_bytes(Some("dev"), Some(b"pw"), true)).expect("valid");
-        assert_eq!(c.client_id, "d1");
+        assert_eq!((c.client_id.as_str(), c.keep_alive), ("d1", 60));
         assert_eq!(c.username.as_deref(), Some("dev"));
         assert_eq!(c.password.as_deref(), Some(&b"pw"[..]));
         let c = connect(&connect_bytes(None, None, false)).expect("valid");
@@ -262,12 +308,25 @@ mod tests {
     fn publish_topic_qos_and_payload() {
         let body = [&[0, 3][..], b"a/b", &[0, 7], b"{}"].concat();
         let p = publish(0x02, &body, body.len()).expect("valid");
-        assert_eq!((p.qos, p.topic, p.payload_len), (1, "a/b", 2));
+        assert_eq!(
+            (p.qos, p.retain, p.topic, p.payload_len),
+            (1, false, "a/b", 2)
+        );
+        assert!(publish(0x03, &body, body.len()).expect("valid").retain);
+        let parts = publish_parts(1, &body).expect("complete");
+        assert_eq!(&body[parts.topic], b"a/b");
+        assert_eq!(parts.packet_id, Some(7));
+        assert_eq!(&body[parts.payload], b"{}");
+        assert_eq!(puback(7), [0x40, 2, 0, 7]);
+        assert_eq!(puback(0x1234), [0x40, 2, 0x12, 0x34]);
         let body0 = [&[0, 3][..], b"a/b", b"{}"].concat();
         assert_eq!(
             publish(0, &body0, body0.len()).expect("valid").payload_len,
             2
         );
+        let parts = publish_parts(0, &body0).expect("complete");
+        assert_eq!((parts.packet_id, &body0[parts.payload]), (None, &b"{}"[..]));
+        assert!(publish_parts(1, &body0[..5]).is_err());
         assert_eq!(publish(0x06, &body, body.len()), Err(PacketError::BadQos));
         let wild = [&[0, 3][..], b"a/#"].concat();
         assert_eq!(publish(0, &wild, wild.len()), Err(PacketError::BadTopic));
@@ -282,6 +341,7 @@ mod tests {
             let _ = connect(&bytes);
             let _ = publish(flags, &bytes, bytes.len());
             let _ = publish_topic_bytes(&bytes);
+            let _ = publish_parts(flags & 1, &bytes);
         }
     }
 }

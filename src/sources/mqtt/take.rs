@@ -1,0 +1,121 @@
+//! The PUBLISHes the front takes itself: QoS 0 and 1, not retained (the
+//! bulk of device traffic). Each goes straight from the connection's read
+//! buffer to the stream router (topic → stream, JSON → events: the same
+//! [`MqttIngest::offer`] the link's messages go through), and a QoS 1
+//! message is PUBACKed only once the queue holds it: with the spool on,
+//! once its record is fsynced; for a message that can never become items,
+//! once it is in the dead-letter file. A full queue holds the message and
+//! the connection is not read meanwhile: the device sees its PUBACKs slow
+//! down and TCP backpressure, never a drop. Retained and QoS 2 messages
+//! still go through rumqttd, which keeps their state, and reach the
+//! pipeline by the link.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use metrics::Gauge;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use crate::pipeline::spool::AppendWait;
+
+use super::front::{Front, Reject};
+use super::ingest::{Outcome, MAX_HOLD_BACKOFF};
+use super::packet;
+
+/// A complete PUBLISH in the connection's read buffer (absolute ranges).
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub qos: u8,
+    pub packet_id: Option<u16>,
+    pub topic: Range<usize>,
+    pub payload: Range<usize>,
+}
+
+/// PUBACKs not yet written, and the spool appends they wait for.
+#[derive(Debug, Default)]
+pub struct Pending {
+    acks: Vec<u8>,
+    spooled: Vec<AppendWait>,
+}
+
+impl Pending {
+    /// Writes the PUBACKs once every message they acknowledge is spooled
+    /// (when the spool is on); one write for all of them.
+    pub async fn flush<W: AsyncWrite + Unpin>(&mut self, device: &Mutex<W>) -> Result<(), Reject> {
+        for wait in self.spooled.drain(..) {
+            if let Err(e) = wait.wait().await {
+                // Not acknowledged: the device sends the message again.
+                tracing::warn!(error = %e, "MQTT message not spooled: connection closed unacknowledged");
+                return Err(Reject::Reason("spool_unavailable"));
+            }
+        }
+        if !self.acks.is_empty() {
+            let mut device = device.lock().await;
+            device.write_all(&self.acks).await?;
+            device.flush().await?;
+            self.acks.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Offers every taken message to the pipeline in order, holding on a full
+/// queue, and writes their PUBACKs.
+pub async fn take_all<W: AsyncWrite + Unpin>(
+    buf: &[u8],
+    taken: &mut Vec<Taken>,
+    pending: &mut Pending,
+    front: &Front,
+    device: &Mutex<W>,
+) -> Result<(), Reject> {
+    for t in taken.drain(..) {
+        let (topic, payload) = (&buf[t.topic], &buf[t.payload]);
+        let mut backoff = Duration::from_millis(1);
+        let mut paused: Option<Paused> = None;
+        let outcome = loop {
+            match front.ingest.offer(topic, payload, false).await {
+                Outcome::Full => {
+                    if paused.is_none() {
+                        // What is already taken gets its PUBACKs before the wait.
+                        pending.flush(device).await?;
+                        paused = Some(Paused::new(&front.metrics.paused));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
+                }
+                done => break done,
+            }
+        };
+        drop(paused);
+        // Counted once the pipeline has it (queued or dead-lettered).
+        front.metrics.received(t.qos);
+        if let Outcome::Accepted {
+            spooled: Some(wait),
+            ..
+        } = outcome
+        {
+            pending.spooled.push(wait);
+        }
+        if let Some(id) = t.packet_id {
+            pending.acks.extend_from_slice(&packet::puback(id));
+        }
+    }
+    pending.flush(device).await
+}
+
+/// A connection counted in `mqtt_connections_paused` while it lives.
+struct Paused(Gauge);
+
+impl Paused {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
