@@ -56,12 +56,6 @@ pub async fn relay<R, W>(
     W: AsyncWrite + Unpin,
 {
     loop {
-        if buf.is_empty() {
-            match broker.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
         // Whole packets first; a partial one waits for its remaining bytes.
         let mut complete = 0usize;
         let mut swallowed: Vec<(usize, usize)> = Vec::new();

@@ -352,9 +352,8 @@ impl<W: AsyncWrite + Unpin> Upstream<'_, W> {
             buf.advance(pos);
             verdict?;
             if front.handoff.is_full() {
-                front.metrics.paused.increment(1.0);
+                let _paused = front.metrics.pause();
                 front.handoff.wait_for_space().await;
-                front.metrics.paused.decrement(1.0);
             }
             buf.reserve(16 * 1024);
             if device.read_buf(&mut buf).await? == 0 {

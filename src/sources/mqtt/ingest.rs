@@ -33,7 +33,7 @@ use super::handoff::Handoff;
 use super::metrics::MqttMetrics;
 
 /// Longest pause between two offers of a message to a full queue.
-pub(super) const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A topic's stream and the segments its template captured.
 pub type Route<'a> = (&'a Arc<str>, Vec<(String, String)>);

@@ -40,6 +40,13 @@ impl MqttMetrics {
         }
     }
 
+    /// Counts a connection in `mqtt_connections_paused` until the guard drops
+    /// (also when the waiting future is cancelled).
+    pub fn pause(&self) -> Paused {
+        self.paused.increment(1.0);
+        Paused(self.paused.clone())
+    }
+
     /// Counts a connection the front closed for `reason`.
     pub fn rejected(&self, reason: &'static str) {
         counter!(MQTT_REJECTED, "reason" => reason).increment(1);
@@ -48,6 +55,16 @@ impl MqttMetrics {
     /// Counts an acknowledged message dead-lettered for `reason`.
     pub fn dead_lettered(&self, reason: &'static str) {
         counter!(MQTT_DEAD_LETTERS, "reason" => reason).increment(1);
+    }
+}
+
+/// A connection counted as paused while this lives.
+#[derive(Debug)]
+pub struct Paused(Gauge);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

@@ -11,16 +11,14 @@
 //! pipeline by the link.
 
 use std::ops::Range;
-use std::time::Duration;
 
-use metrics::Gauge;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
 use crate::pipeline::spool::AppendWait;
 
 use super::front::{Front, Reject};
-use super::ingest::{Outcome, MAX_HOLD_BACKOFF};
+use super::ingest::Outcome;
 use super::packet;
 
 /// A complete PUBLISH in the connection's read buffer (absolute ranges).
@@ -71,23 +69,13 @@ pub async fn take_all<W: AsyncWrite + Unpin>(
 ) -> Result<(), Reject> {
     for t in taken.drain(..) {
         let (topic, payload) = (&buf[t.topic], &buf[t.payload]);
-        let mut backoff = Duration::from_millis(1);
-        let mut paused: Option<Paused> = None;
-        let outcome = loop {
-            match front.ingest.offer(topic, payload, false).await {
-                Outcome::Full => {
-                    if paused.is_none() {
-                        // What is already taken gets its PUBACKs before the wait.
-                        pending.flush(device).await?;
-                        paused = Some(Paused::new(&front.metrics.paused));
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
-                }
-                done => break done,
-            }
-        };
-        drop(paused);
+        let mut outcome = front.ingest.offer(topic, payload, false).await;
+        if let Outcome::Full = outcome {
+            // What is already taken gets its PUBACKs before the wait.
+            pending.flush(device).await?;
+            let _paused = front.metrics.pause();
+            outcome = front.ingest.offer_until_taken(topic, payload, false).await;
+        }
         // Counted once the pipeline has it (queued or dead-lettered).
         front.metrics.received(t.qos);
         if let Outcome::Accepted {
@@ -102,20 +90,4 @@ pub async fn take_all<W: AsyncWrite + Unpin>(
         }
     }
     pending.flush(device).await
-}
-
-/// A connection counted in `mqtt_connections_paused` while it lives.
-struct Paused(Gauge);
-
-impl Paused {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.increment(1.0);
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
 }
