@@ -7,7 +7,8 @@
 # against any broker.
 #
 # Usage: loadtest/baselines/mosquitto.sh [DURATION=10s] [RUNS=3] [DEVICES=100] [QOS=1]
-# (env TOPICS_PER_DEVICE=N: each device publishes to N topics in turn)
+# (env TOPICS_PER_DEVICE=N: each device publishes to N topics in turn;
+# LOADGEN=PATH: another loadgen build, default target/release/loadgen)
 # Needs: apt-get install -y mosquitto
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,8 @@ DEVICES=${3:-100}
 QOS=${4:-1}
 MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 [ -x "$MOSQ" ] || { echo "needs mosquitto (apt-get install -y mosquitto)"; exit 1; }
-[ -x target/release/loadgen ] || cargo build --release -p loadgen
+LOADGEN=${LOADGEN:-target/release/loadgen}
+[ -x "$LOADGEN" ] || cargo build --release -p loadgen
 WORK=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -34,7 +36,7 @@ for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && bre
 TICK=$(getconf CLK_TCK)
 for run in $(seq 1 "$RUNS"); do
   c0=$(awk '{print $14+$15}' "/proc/$PID/stat")
-  target/release/loadgen mqtt --quiet --target "127.0.0.1:$PORT" --concurrency "$DEVICES" --qos "$QOS" \
+  "$LOADGEN" mqtt --quiet --target "127.0.0.1:$PORT" --concurrency "$DEVICES" --qos "$QOS" \
     --topics-per-device "${TOPICS_PER_DEVICE:-1}" --duration "$DURATION" --subscribe --summary-json "$WORK/run$run.json" > "$WORK/run$run.txt"
   c1=$(awk '{print $14+$15}' "/proc/$PID/stat")
   python3 - "$WORK/run$run.json" "$((c1 - c0))" "$TICK" "$run" <<'PY'

@@ -8,10 +8,12 @@
 # written and the gateway's peak RSS.
 #
 # Usage: loadtest/scripts/mqtt-cpu-split.sh ["GATEWAY [ARGS]"]
-#   (default target/release/dynamo-ingest; e.g. "/tmp/gw --config x.toml")
+#   (default target/release/dynamo-ingest; e.g. "/tmp/gw --config x.toml");
+#   LOADGEN=PATH runs another loadgen build (default target/release/loadgen)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GATEWAY=${1:-target/release/dynamo-ingest}
+LOADGEN=${LOADGEN:-target/release/loadgen}
 [ -x target/release/dynamo-sim ] && [ -x target/release/loadgen ] ||
   cargo build --release -p dynamo-sim -p loadgen
 WORK=$(mktemp -d)
@@ -37,7 +39,7 @@ gw=$!
 until grep -q "dynamo-ingest ready" "$WORK/gw.out"; do sleep 0.1; done
 MQTT=$(sed -n 's/.*mqtt=\([^ ]*\).*/\1/p' "$WORK/gw.out")
 ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/gw.out")
-target/release/loadgen mqtt --quiet --target "$MQTT" --concurrency 100 --qos 1 \
+"$LOADGEN" mqtt --quiet --target "$MQTT" --concurrency 100 --qos 1 \
   --topics-per-device 10 --duration 10s > "$WORK/loadgen.txt" &
 lg=$!
 sleep 1

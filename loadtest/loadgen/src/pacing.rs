@@ -92,6 +92,15 @@ impl Pacer {
     /// Waits for the next send slot and returns its scheduled time (the
     /// latency origin), or None if the slot would be past `deadline`.
     pub async fn next_slot(&mut self, deadline: Instant) -> Option<Instant> {
+        let slot = self.reserve(deadline)?;
+        tokio::time::sleep_until(slot).await;
+        Some(slot)
+    }
+
+    /// Takes the next send slot without waiting for it (closed loop: now),
+    /// or None if it would be past `deadline`. For a caller that has other
+    /// things to do (keep-alive pings) until the slot comes.
+    pub fn reserve(&mut self, deadline: Instant) -> Option<Instant> {
         match self.period {
             None => {
                 let now = Instant::now();
@@ -103,7 +112,6 @@ impl Pacer {
                     return None;
                 }
                 self.next += p;
-                tokio::time::sleep_until(slot).await;
                 Some(slot)
             }
         }
