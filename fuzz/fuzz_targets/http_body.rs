@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(lines.len(), events.len());
     }
     // Context as a query string would give it: one field the body may lack.
-    let context = [("user_id".to_owned(), "U1".to_owned())];
+    let context = [("user_id", "U1")];
     let stamp = |_: &str| 1_700_000_000_000;
     let fill = map::Fill {
         stamp: &stamp,

@@ -112,7 +112,7 @@ enum Found<'a> {
 pub fn map_event(
     stream: &StreamSpec,
     event: &Fields<'_>,
-    context: &[(String, String)],
+    context: &[(&str, &str)],
     fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
     let mut item = ItemWriter::with_capacity(48 * (event.len() + context.len() + 2));
@@ -123,8 +123,8 @@ pub fn map_event(
         item.raw(name, value).map_err(|e| bad_field(name, e))?;
     }
     let mut extra: Vec<(&str, Scalar<'_>)> = Vec::new();
-    for (name, text) in context {
-        if event.contains(name) || extra.iter().any(|(n, _)| n == name) {
+    for &(name, text) in context {
+        if event.contains(name) || extra.iter().any(|(n, _)| *n == name) {
             continue;
         }
         let ty = stream
@@ -362,7 +362,7 @@ mod tests {
     fn map_event(
         stream: &StreamSpec,
         event: Value,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
     ) -> Result<Mapped, MapError> {
         let fill = Fill {
             stamp: &|_| STAMP,
@@ -374,7 +374,7 @@ mod tests {
     fn with_fill(
         stream: &StreamSpec,
         event: &str,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
         fill: &Fill<'_>,
     ) -> Result<Mapped, MapError> {
         let fields = Fields::parse(event.as_bytes()).expect("a JSON object");
@@ -389,11 +389,8 @@ mod tests {
         serde_json::from_str(t).expect("json")
     }
 
-    fn ctx(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect()
+    fn ctx<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     #[test]

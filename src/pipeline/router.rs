@@ -180,7 +180,7 @@ impl Router {
         &self,
         stream: &str,
         events: Vec<Fields<'_>>,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
         ack_level: AckLevel,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
@@ -194,7 +194,7 @@ impl Router {
         &self,
         stream: &str,
         events: Vec<Fields<'_>>,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
         ack_level: AckLevel,
         source: &'static str,
     ) -> Result<Accepted, IngestError> {
@@ -205,7 +205,7 @@ impl Router {
         &self,
         stream: &str,
         events: Vec<Fields<'_>>,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
         ack_level: AckLevel,
         source: &'static str,
         held: bool,
@@ -236,7 +236,7 @@ impl StreamRoute {
     fn ingest(
         &self,
         events: Vec<Fields<'_>>,
-        context: &[(String, String)],
+        context: &[(&str, &str)],
         ack_level: AckLevel,
     ) -> Result<Accepted, IngestError> {
         let count = events.len();

@@ -199,7 +199,7 @@ async fn route_and_ingest(
     };
     let accepted_req = state
         .router
-        .ingest(&stream, events, &context, ack, "http")
+        .ingest(&stream, events, &borrowed(&context), ack, "http")
         .map_err(|e| ingest_error(e, &positions, state.retry_after_secs))?;
     if let Some(wait) = accepted_req.spooled {
         wait.wait()
@@ -393,6 +393,15 @@ fn seed_stream(seed: Seed) -> &'static str {
         Seed::UploadData => "sensor",
         Seed::AddToCart => "cart",
     }
+}
+
+/// The request's context fields as the router takes them (no allocation
+/// when there are none, as on `/upload_data`).
+fn borrowed(context: &[(String, String)]) -> Vec<(&str, &str)> {
+    context
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// The seed apps' exact response bodies (status 200, as FastAPI/Flask/Django answer).

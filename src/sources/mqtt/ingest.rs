@@ -36,7 +36,9 @@ use super::metrics::MqttMetrics;
 const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A topic's stream and the segments its template captured.
-pub type Route<'a> = (&'a Arc<str>, Vec<(String, String)>);
+/// The stream and the topic's captured segments (name, text), borrowed:
+/// routing a message allocates nothing but the captures' `Vec`.
+pub type Route<'r, 't> = (&'r Arc<str>, Vec<(&'r str, &'t str)>);
 
 /// Topic templates → stream names.
 #[derive(Debug, Clone, Default)]
@@ -63,17 +65,10 @@ impl TopicRoutes {
     }
 
     /// The stream for `topic` and the captured segments.
-    pub fn route(&self, topic: &str) -> Option<Route<'_>> {
-        self.routes.iter().find_map(|(t, stream)| {
-            let captures = t.matches(topic)?;
-            Some((
-                stream,
-                captures
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-            ))
-        })
+    pub fn route<'t>(&self, topic: &'t str) -> Option<Route<'_, 't>> {
+        self.routes
+            .iter()
+            .find_map(|(t, stream)| Some((stream, t.matches(topic)?)))
     }
 }
 
