@@ -7,8 +7,9 @@
 //! QoS 1: up to [`IN_FLIGHT`] messages per device await their PUBACK (the
 //! in-flight window; in closed loop the window is the load). When acks
 //! free several slots at once, the device writes that many PUBLISHes in
-//! one write, as a client with its messages ready would. Latency runs from
-//! the scheduled send to the PUBACK. QoS 0: a message is acknowledged once
+//! one write, as a client with its messages ready would. Latency runs to
+//! the PUBACK: in open loop from the scheduled slot (a full window's wait
+//! included), in closed loop from when the window let the message go. QoS 0: a message is acknowledged once
 //! it is written to the socket.
 //!
 //! Invariant: every event the writer counts as sent ends acked, failed
@@ -258,6 +259,14 @@ impl Publisher {
                     n += 1;
                 }
                 n
+            };
+            // Closed loop: a message is due when the window lets it go, so
+            // its latency runs from then; open loop: from its scheduled slot,
+            // waiting for the window included.
+            let slot = if self.closed_loop {
+                Instant::now()
+            } else {
+                slot
             };
             let n = self.budget.take(want);
             if self.qos > 0 && n < want {
