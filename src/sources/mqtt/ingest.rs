@@ -35,7 +35,6 @@ use super::metrics::MqttMetrics;
 /// Longest pause between two offers of a message to a full queue.
 const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A topic's stream and the segments its template captured.
 /// The stream and the topic's captured segments (name, text), borrowed:
 /// routing a message allocates nothing but the captures' `Vec`.
 pub type Route<'r, 't> = (&'r Arc<str>, Vec<(&'r str, &'t str)>);
