@@ -189,3 +189,87 @@ async fn subscribe(
         .map_err(|_| anyhow::anyhow!("subscriber: no SUBACK from {}:{port}", host))??;
     Ok(client)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU64;
+
+    use bytes::{Buf, BytesMut};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::wire::{self, Incoming};
+    use super::*;
+    use crate::spec::Mode;
+
+    /// The packet id of a QoS 1 PUBLISH packet (`packet` whole).
+    fn publish_id(packet: &[u8]) -> u16 {
+        let mut header = 1;
+        while packet[header] & 0x80 != 0 {
+            header += 1;
+        }
+        let topic = header + 1;
+        let topic_len = usize::from(u16::from_be_bytes([packet[topic], packet[topic + 1]]));
+        let id = topic + 2 + topic_len;
+        u16::from_be_bytes([packet[id], packet[id + 1]])
+    }
+
+    /// A broker that takes one device's CONNECT and all 50 of its PUBLISHes,
+    /// PUBACKs the first 5 and closes the connection: the 45 that awaited an
+    /// ack fail as `connection_lost`, none is counted acked or left unaccounted.
+    #[tokio::test]
+    async fn a_lost_connection_fails_what_awaited_its_ack() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let broker = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut buf = BytesMut::new();
+            let mut ids = Vec::new();
+            while ids.len() < 50 {
+                while let Some((packet, n)) = wire::next(&buf).expect("valid packets") {
+                    match packet {
+                        Incoming::Other(1) => {
+                            sock.write_all(&[0x20, 2, 0, 0]).await.expect("connack")
+                        }
+                        Incoming::Other(3) => ids.push(publish_id(&buf[..n])),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                    buf.advance(n);
+                }
+                if ids.len() < 50 {
+                    assert!(
+                        sock.read_buf(&mut buf).await.expect("read") > 0,
+                        "device left early"
+                    );
+                }
+            }
+            for id in &ids[..5] {
+                let [hi, lo] = id.to_be_bytes();
+                sock.write_all(&[0x40, 2, hi, lo]).await.expect("puback");
+            }
+            // Everything sent was read: closing sends FIN, not a reset.
+            sock.shutdown().await.expect("shutdown");
+            ids
+        });
+        let spec = LoadSpec {
+            mode: Mode::Mqtt,
+            target: addr.to_string(),
+            concurrency: NonZeroU64::MIN,
+            count: Some(50),
+            duration: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(10),
+            qos: 1,
+            run_id: Some("lost".into()),
+            ..LoadSpec::default()
+        };
+        let summary = run(&spec, &Live::default()).await.expect("run");
+        let ids = broker.await.expect("broker");
+        assert_eq!(ids, (1..=50).collect::<Vec<u16>>(), "packet ids 1, 2, ...");
+        assert_eq!(summary.sent, 50);
+        assert_eq!(summary.acked, 5);
+        assert_eq!(
+            summary.errors.into_iter().collect::<Vec<_>>(),
+            vec![("connection_lost".to_owned(), 45)]
+        );
+    }
+}
