@@ -58,9 +58,8 @@ pub async fn run(
         tokio::spawn(async move {
             let acks = tokio_util::task::TaskTracker::new();
             while let Ok(publish) = rx.recv_async().await {
-                let topic = bytes::Bytes::from(publish.topic.clone());
                 let outcome = ingest
-                    .offer_until_taken(&topic, &publish.payload, true)
+                    .offer_until_taken(&publish.topic, &publish.payload, true)
                     .await;
                 let client = client.clone();
                 // PUBACK once DynamoDB (or the dead-letter file) has the

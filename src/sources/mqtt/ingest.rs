@@ -99,13 +99,12 @@ pub struct MqttIngest {
 impl MqttIngest {
     /// Offers one message once; `wait_written` asks for a handle that
     /// completes when DynamoDB confirmed its items.
-    pub async fn offer(&self, topic: &[u8], payload: &[u8], wait_written: bool) -> Outcome {
-        let topic_text = String::from_utf8_lossy(topic);
-        let Some((stream, context)) = self.routes.route(&topic_text) else {
+    pub async fn offer(&self, topic: &str, payload: &[u8], wait_written: bool) -> Outcome {
+        let Some((stream, context)) = self.routes.route(topic) else {
             self.metrics.unroutable.increment(1);
             return self
                 .dead_letter(
-                    &topic_text,
+                    topic,
                     None,
                     "unroutable",
                     "no stream's mqtt_topic matches".to_owned(),
@@ -119,7 +118,7 @@ impl MqttIngest {
                 let reason = e.reason();
                 StreamMetrics::rejected(stream, "mqtt", reason, 1);
                 return self
-                    .dead_letter(&topic_text, Some(stream), reason, e.to_string(), payload)
+                    .dead_letter(topic, Some(stream), reason, e.to_string(), payload)
                     .await;
             }
         };
@@ -143,7 +142,7 @@ impl MqttIngest {
             Err(IngestError::QueueFull | IngestError::SpoolFull) => Outcome::Full,
             Err(e @ IngestError::TooManyEvents(_)) => {
                 self.dead_letter(
-                    &topic_text,
+                    topic,
                     Some(stream),
                     "too_many_events",
                     e.to_string(),
@@ -152,14 +151,8 @@ impl MqttIngest {
                 .await
             }
             Err(e) => {
-                self.dead_letter(
-                    &topic_text,
-                    Some(stream),
-                    "invalid_event",
-                    e.to_string(),
-                    payload,
-                )
-                .await
+                self.dead_letter(topic, Some(stream), "invalid_event", e.to_string(), payload)
+                    .await
             }
         }
     }
@@ -167,7 +160,7 @@ impl MqttIngest {
     /// Offers one message until the pipeline takes it (or it is dead-lettered).
     pub async fn offer_until_taken(
         &self,
-        topic: &[u8],
+        topic: &str,
         payload: &[u8],
         wait_written: bool,
     ) -> Outcome {
@@ -213,16 +206,17 @@ pub async fn run(handoff: Arc<Handoff>, ingest: MqttIngest, abort: CancellationT
     while let Some(batch) = handoff.peek(256).await {
         let mut late = Vec::new();
         for msg in &batch {
+            let topic = String::from_utf8_lossy(&msg.topic);
             if !abort.is_cancelled() {
                 tokio::select! {
-                    _ = ingest.offer_until_taken(&msg.topic, &msg.payload, false) => {
+                    _ = ingest.offer_until_taken(&topic, &msg.payload, false) => {
                         handoff.consume(1);
                         continue;
                     }
                     _ = abort.cancelled() => {}
                 }
             }
-            let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+            let topic = topic.into_owned();
             let stream = ingest.routes.route(&topic).map(|(s, _)| s.to_string());
             late.push(RawDeadLetter {
                 source: "mqtt",

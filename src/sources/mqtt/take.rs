@@ -68,7 +68,11 @@ pub async fn take_all<W: AsyncWrite + Unpin>(
     device: &Mutex<W>,
 ) -> Result<(), Reject> {
     for t in taken.drain(..) {
-        let (topic, payload) = (&buf[t.topic], &buf[t.payload]);
+        // `packet::publish` checked the topic is UTF-8; this only re-reads it
+        // as text (the read buffer may move between the check and here).
+        let topic = std::str::from_utf8(&buf[t.topic])
+            .map_err(|_| Reject::from(packet::PacketError::BadTopic))?;
+        let payload = &buf[t.payload];
         let mut outcome = front.ingest.offer(topic, payload, false).await;
         if let Outcome::Full = outcome {
             // What is already taken gets its PUBACKs before the wait.
