@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use super::fields::{string_text, Fields, Kind};
 use super::number;
@@ -115,14 +116,15 @@ pub fn map_event(
     context: &[(&str, &str)],
     fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
-    let mut item = ItemWriter::with_capacity(48 * (event.len() + context.len() + 2));
+    let mut item = ItemWriter::with_capacity(typed_capacity(stream, event, context, fill));
     for (name, value) in event.iter() {
         if let Some(ty) = stream.attribute_types.get(name) {
             check_json_type(name, *ty, Kind::of(value))?;
         }
         item.raw(name, value).map_err(|e| bad_field(name, e))?;
     }
-    let mut extra: Vec<(&str, Scalar<'_>)> = Vec::new();
+    // Context fields are few (a topic's or path's captures): kept inline.
+    let mut extra: SmallVec<[(&str, Scalar<'_>); 4]> = SmallVec::new();
     for &(name, text) in context {
         if event.contains(name) || extra.iter().any(|(n, _)| *n == name) {
             continue;
@@ -149,10 +151,22 @@ pub fn map_event(
         })
     };
     let pk = &stream.partition_key;
-    let mut key = String::with_capacity(64);
-    key_part(&mut key, find(&pk.name), pk, MAX_PARTITION_KEY_BYTES)?;
+    let pk_found = find(&pk.name);
+    let sk_found = stream.sort_key.as_ref().and_then(|sk| find(&sk.name));
+    // Room for the whole key text, so it is neither grown nor copied when
+    // boxed: a number's canonical form adds at most 8 bytes to its digits
+    // (`-0.`, `e-129`), a server stamp's takes at most 25.
+    let mut key =
+        String::with_capacity(found_len(pk_found) + 8 + 1 + (found_len(sk_found) + 8).max(25));
+    key_part(
+        &mut key,
+        pk_found,
+        &pk.name,
+        pk.kind,
+        MAX_PARTITION_KEY_BYTES,
+    )?;
     if let Some(sk) = &stream.sort_key {
-        let found = find(&sk.name);
+        let found = sk_found;
         match (sk.source, found.is_some()) {
             (SortKeySource::ServerTime, true) => {
                 return Err(MapError::ServerAssigned(sk.name.clone()))
@@ -161,18 +175,13 @@ pub fn map_event(
                 // Stamped per normalized partition key, so `1` and `1.0` share one sequence.
                 let mut text = itoa::Buffer::new();
                 let stamp = text.format((fill.stamp)(&key));
-                item.n(&sk.name, stamp)
-                    .map_err(|e| bad_field(&sk.name, e))?;
+                item.integer(&sk.name, stamp);
                 key.push('\0');
-                push_number(&mut key, stamp);
+                number::push_integer_canonical(&mut key, stamp);
             }
             (SortKeySource::Field, _) | (SortKeySource::Auto, true) => {
-                let spec = KeySpec {
-                    name: sk.name.clone(),
-                    kind: sk.kind,
-                };
                 key.push('\0');
-                key_part(&mut key, found, &spec, MAX_SORT_KEY_BYTES)?;
+                key_part(&mut key, found, &sk.name, sk.kind, MAX_SORT_KEY_BYTES)?;
             }
         }
     }
@@ -193,20 +202,60 @@ pub fn map_event(
     })
 }
 
+/// Bytes a found key value takes in the key text, at most (a JSON
+/// string's raw text includes its quotes and escapes).
+fn found_len(found: Option<Found<'_>>) -> usize {
+    match found {
+        Some(Found::Json(raw)) => raw.get().len(),
+        Some(Found::Context(Scalar::S(s) | Scalar::N(s))) => s.len(),
+        Some(Found::Context(Scalar::Bool(_))) | None => 5,
+    }
+}
+
+/// Room for an item's typed JSON: each attribute's name and raw text plus
+/// its type wrapper (`"name":{"N":"…"},`), the server's sort key and TTL.
+/// A close guess keeps the writer from growing its buffer and `finish`
+/// from copying it (mimalloc shrinks in place while at least half is used).
+fn typed_capacity(
+    stream: &StreamSpec,
+    event: &Fields<'_>,
+    context: &[(&str, &str)],
+    fill: &Fill<'_>,
+) -> usize {
+    const WRAPPER: usize = 16;
+    let fields: usize = event
+        .iter()
+        .map(|(name, value)| name.len() + value.get().len() + WRAPPER)
+        .sum();
+    let context: usize = context
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + WRAPPER)
+        .sum();
+    let sort = stream
+        .sort_key
+        .as_ref()
+        .map_or(0, |sk| sk.name.len() + 20 + WRAPPER);
+    let ttl = fill
+        .ttl
+        .map_or(0, |(name, value)| name.len() + value.len() + WRAPPER);
+    2 + fields + context + sort + ttl
+}
+
 /// Appends the key identity's text for one key attribute to `id`, after
 /// DynamoDB's checks (present, of the key's type, not empty, within the
 /// size limit).
 fn key_part(
     id: &mut String,
     found: Option<Found<'_>>,
-    key: &KeySpec,
+    name: &str,
+    kind: KeyType,
     limit: usize,
 ) -> Result<(), MapError> {
-    let found = found.ok_or_else(|| MapError::MissingKey(key.name.clone()))?;
+    let found = found.ok_or_else(|| MapError::MissingKey(name.to_owned()))?;
     let json_string;
-    let (text, number) = match (key.kind, found) {
+    let (text, number) = match (kind, found) {
         (KeyType::S, Found::Json(raw)) if Kind::of(raw) == Kind::String => {
-            json_string = string_text(raw).map_err(|e| bad_field(&key.name, e))?;
+            json_string = string_text(raw).map_err(|e| bad_field(name, e))?;
             (json_string.as_ref(), false)
         }
         (KeyType::S, Found::Context(Scalar::S(s))) => (s, false),
@@ -214,7 +263,7 @@ fn key_part(
         (KeyType::N, Found::Context(Scalar::N(n))) => (n, true),
         (kind, other) => {
             return Err(MapError::MistypedKey {
-                name: key.name.clone(),
+                name: name.to_owned(),
                 expected: match kind {
                     KeyType::S => "a string",
                     KeyType::N => "a number",
@@ -229,11 +278,11 @@ fn key_part(
         }
     };
     if !number && text.is_empty() {
-        return Err(MapError::EmptyKey(key.name.clone()));
+        return Err(MapError::EmptyKey(name.to_owned()));
     }
     if text.len() > limit {
         return Err(MapError::KeyTooLong {
-            name: key.name.clone(),
+            name: name.to_owned(),
             size: text.len(),
             limit,
         });
@@ -408,6 +457,32 @@ mod tests {
         assert_eq!(a["device_id"], AttributeValue::S("D001".into()));
         assert_eq!(m.size, crate::event::size::item_size(&a));
         assert_eq!(&*m.key, "D001\u{0}0.1732761600123e13");
+    }
+
+    #[test]
+    fn server_stamps_are_sized_and_keyed_as_their_text() {
+        // Trailing zeros do not count in DynamoDB's size of a number, and
+        // the key text is the canonical form the parser gives.
+        for stamp in [1_700_000_000_000, 1_732_761_600_120, 5, 10, 0, u64::MAX] {
+            let fill = Fill {
+                stamp: &|_| stamp,
+                ttl: None,
+            };
+            let m = with_fill(
+                &stream("sensor"),
+                r#"{"device_id":"D1","t":20}"#,
+                &[],
+                &fill,
+            )
+            .expect("ok");
+            let a = attrs(&m);
+            assert_eq!(a["timestamp"], AttributeValue::N(stamp.to_string()));
+            assert_eq!(m.size, crate::event::size::item_size(&a), "{stamp}");
+            let canonical = number::normalize(&stamp.to_string())
+                .expect("valid")
+                .canonical();
+            assert_eq!(&*m.key, format!("D1\u{0}{canonical}"), "{stamp}");
+        }
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct KeyId {
 impl KeyId {
     pub fn new(text: Box<str>) -> Self {
         let hash = hash_str(&text);
-        let partition_hash = hash_str(text.split('\0').next().unwrap_or_default());
+        let partition = text.bytes().position(|b| b == 0).unwrap_or(text.len());
+        let partition_hash = hash_str(&text[..partition]);
         Self {
             text,
             hash,

@@ -89,6 +89,27 @@ pub fn checked_size(text: &str) -> Result<usize, NumberError> {
     parse(text).map(|p| 1 + p.len.div_ceil(2))
 }
 
+/// [`checked_size`] of an unsigned integer's decimal text as `itoa` writes
+/// it (digits, no leading zero; at most 20, so always within DynamoDB's
+/// limits), from the digits alone: the server-assigned sort key's path.
+pub fn integer_size(digits: &str) -> usize {
+    1 + digits.trim_end_matches('0').len().div_ceil(2)
+}
+
+/// [`push_canonical`] of an unsigned integer's decimal text as `itoa`
+/// writes it, without checking or parsing it again.
+pub fn push_integer_canonical(out: &mut String, digits: &str) {
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        out.push('0');
+        return;
+    }
+    out.push_str("0.");
+    out.push_str(significant);
+    out.push('e');
+    out.push_str(itoa::Buffer::new().format(digits.len()));
+}
+
 /// A parsed number: its significant digits are `len` bytes of the digit
 /// sequence `int ++ frac` starting at `skip`.
 struct Parsed<'a> {
@@ -310,6 +331,21 @@ mod tests {
             } else {
                 proptest::prop_assert!(fast.is_none(), "longer texts take the general path");
             }
+        }
+
+        #[test]
+        fn the_integer_path_agrees_with_the_parser(
+            value in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                proptest::strategy::Strategy::prop_map((0u64..2_000, 0u32..17), |(m, z)| m * 10u64.pow(z)),
+            ]
+        ) {
+            let digits = itoa::Buffer::new().format(value).to_owned();
+            proptest::prop_assert_eq!(integer_size(&digits), checked_size(&digits).expect("valid"));
+            let (mut fast, mut general) = (String::from("k\0"), String::from("k\0"));
+            push_integer_canonical(&mut fast, &digits);
+            push_canonical(&mut general, &digits).expect("valid");
+            proptest::prop_assert_eq!(fast, general);
         }
 
         #[test]

@@ -107,6 +107,14 @@ impl ItemWriter {
         Ok(())
     }
 
+    /// Adds an unsigned integer attribute from its decimal digits as `itoa`
+    /// writes them (nothing to check; the size from the digits alone).
+    pub fn integer(&mut self, name: &str, digits: &str) {
+        self.name(name);
+        number_value(&mut self.out, digits);
+        self.size += number::integer_size(digits);
+    }
+
     /// Adds a boolean attribute.
     pub fn bool(&mut self, name: &str, value: bool) {
         self.name(name);
@@ -123,7 +131,11 @@ impl ItemWriter {
 
 fn string(out: &mut Vec<u8>, s: &str) {
     // Most names and values need no escape: copied between quotes.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // No early exit: the compiler checks many bytes per step.
+    let plain = !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

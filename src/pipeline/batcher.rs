@@ -115,17 +115,32 @@ pub async fn run(
     let mut deadline: Option<Instant> = None;
     let mut left: Vec<Item> = Vec::new();
     'outer: loop {
-        let received = tokio::select! {
-            biased;
-            _ = abort.cancelled() => break,
-            _ = sleep_until(deadline) => {
+        // While requests are waiting they are taken without the select
+        // below: its cancellation waiter and linger timer are registered
+        // and dropped again at every wake-up, which cost more than batching
+        // an MQTT message's one item. The order of the checks is the
+        // select's: shutdown, then linger, then the queue.
+        let step = match ready_step(&abort, deadline, &queue) {
+            Some(step) => step,
+            None => tokio::select! {
+                biased;
+                _ = abort.cancelled() => Step::Abort,
+                _ = sleep_until(deadline) => Step::Linger,
+                r = queue.recv() => Step::Received(r),
+            },
+        };
+        let received = match step {
+            Step::Abort => break,
+            Step::Linger => {
                 deadline = None;
-                if builder.is_empty() || forward(builder.take(), &queue, &out, &metrics, &abort, &dead_letter).await {
+                if builder.is_empty()
+                    || forward(builder.take(), &queue, &out, &metrics, &abort, &dead_letter).await
+                {
                     continue;
                 }
                 break;
             }
-            r = queue.recv() => r,
+            Step::Received(r) => r,
         };
         let Some(items) = received else {
             // End of stream: flush what is left and stop.
@@ -165,6 +180,33 @@ pub async fn run(
             )
             .await;
         queue.release(n, bytes);
+    }
+}
+
+/// What the batcher does next.
+enum Step {
+    Abort,
+    /// The oldest item of the forming batch has waited `linger`.
+    Linger,
+    /// A request's items; `None` at the end of the stream.
+    Received(Option<Vec<Item>>),
+}
+
+/// The next step when it needs no waiting, checked in the select's order.
+/// The linger deadline comes before waiting requests, so a stream that
+/// keeps the queue busy without filling a batch (writes of one key
+/// collapsing into one item) is still flushed on time.
+fn ready_step(
+    abort: &CancellationToken,
+    deadline: Option<Instant>,
+    queue: &QueueReceiver,
+) -> Option<Step> {
+    if abort.is_cancelled() {
+        Some(Step::Abort)
+    } else if deadline.is_some_and(|d| d <= Instant::now()) {
+        Some(Step::Linger)
+    } else {
+        queue.try_recv().map(|items| Step::Received(Some(items)))
     }
 }
 
@@ -316,6 +358,34 @@ mod tests {
             prop_assert_eq!(seen, last);
             prop_assert_eq!(total as u64 + b.collapsed, specs.len() as u64);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_come_after_shutdown_and_linger() {
+        let (tx, rx) = bounded(100, 1 << 20, Gauge::noop(), Gauge::noop());
+        let abort = CancellationToken::new();
+        assert!(ready_step(&abort, None, &rx).is_none(), "nothing waiting");
+        tx.try_push(vec![item("a", 1)]).expect("room");
+        let later = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(
+            ready_step(&abort, Some(later), &rx),
+            Some(Step::Received(Some(items))) if items.len() == 1
+        ));
+        tx.try_push(vec![item("a", 1)]).expect("room");
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(
+            matches!(ready_step(&abort, Some(later), &rx), Some(Step::Linger)),
+            "a due batch is flushed before more items are taken"
+        );
+        abort.cancel();
+        assert!(matches!(
+            ready_step(&abort, Some(later), &rx),
+            Some(Step::Abort)
+        ));
+        assert!(
+            rx.try_recv().is_some(),
+            "the waiting request was left queued"
+        );
     }
 
     #[tokio::test(start_paused = true)]

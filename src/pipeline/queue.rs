@@ -145,6 +145,11 @@ impl QueueReceiver {
         self.rx.recv_async().await.ok()
     }
 
+    /// The next request's items if one is waiting (no waker registered).
+    pub fn try_recv(&self) -> Option<Vec<Item>> {
+        self.rx.try_recv().ok()
+    }
+
     /// Refuses all further pushes and takes whatever is queued (the shutdown deadline).
     pub fn close_and_drain(&self) -> Vec<Vec<Item>> {
         if let Ok(mut u) = self.shared.usage.lock() {

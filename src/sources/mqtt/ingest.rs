@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::spool::AppendWait;
 
 use crate::config::{AckLevel, StreamSpec};
-use crate::event::template::PathTemplate;
+use crate::event::template::{Captures, PathTemplate};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::router::{IngestError, Router};
 use crate::sink::dead_letter::{DeadLetter, RawDeadLetter};
@@ -36,8 +36,8 @@ use super::metrics::MqttMetrics;
 const MAX_HOLD_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The stream and the topic's captured segments (name, text), borrowed:
-/// routing a message allocates nothing but the captures' `Vec`.
-pub type Route<'r, 't> = (&'r Arc<str>, Vec<(&'r str, &'t str)>);
+/// routing a message allocates nothing (up to four captures are inline).
+pub type Route<'r, 't> = (&'r Arc<str>, Captures<'r, 't>);
 
 /// Topic templates → stream names.
 #[derive(Debug, Clone, Default)]

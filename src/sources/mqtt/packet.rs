@@ -145,10 +145,16 @@ pub fn publish(flags: u8, body: &[u8], remaining: usize) -> Result<PublishInfo<'
     let mut r = Reader(body);
     let len = r.u16().ok_or(PacketError::Malformed("PUBLISH"))? as usize;
     let raw = r.bytes(len).ok_or(PacketError::Malformed("PUBLISH"))?;
-    let topic = std::str::from_utf8(raw).map_err(|_| PacketError::BadTopic)?;
-    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+    // Wildcards and NUL are ASCII, which UTF-8 never uses inside another
+    // character: a byte scan (no early exit, so many bytes per step)
+    // finds them faster than a search by characters.
+    let forbidden = raw
+        .iter()
+        .fold(false, |bad, &b| bad | (b == b'+') | (b == b'#') | (b == 0));
+    if raw.is_empty() || forbidden {
         return Err(PacketError::BadTopic);
     }
+    let topic = std::str::from_utf8(raw).map_err(|_| PacketError::BadTopic)?;
     let id_len = if qos > 0 { 2 } else { 0 };
     let payload_len = remaining
         .checked_sub(2 + len + id_len)
@@ -335,6 +341,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_topic_is_accepted_by_its_characters(
+            raw in prop_oneof![
+                "[a/+#\\x00é€]{0,8}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..12),
+            ]
+        ) {
+            let expected = std::str::from_utf8(&raw)
+                .ok()
+                .filter(|t| !t.is_empty() && !t.contains(['+', '#', '\0']));
+            let body = [&(raw.len() as u16).to_be_bytes()[..], &raw].concat();
+            let got = publish(0, &body, body.len()).ok().map(|info| info.topic);
+            prop_assert_eq!(got, expected);
+        }
+
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), flags in any::<u8>()) {
             let _ = header(&bytes);
