@@ -3,9 +3,11 @@
 # gateway, loadgen's 100 QoS 1 devices for 10 s (1,000 topics), and over
 # the 8 s in the middle the CPU ticks (utime+stime, /proc) of each of the
 # three processes, out of CLK_TCK × 8 × cores, and the machine's idle and
-# softirq ticks over the same 8 s. Every 2 s it prints the
-# gauges that say what limits the rate: queue depth, BatchWriteItem calls
-# in flight and their limit, paused device connections. At the end: items
+# softirq ticks over the same 8 s. Every 2 s it prints the machine's idle
+# time of those 2 s (the first 2 s include the adaptive rate's ramp-up, when
+# the writer waits on its own limit) and the gauges that say what limits
+# the rate: queue depth, BatchWriteItem calls in flight and their limit,
+# paused device connections. At the end: items
 # written and the gateway's peak RSS.
 #
 # Usage: loadtest/scripts/mqtt-cpu-split.sh ["GATEWAY [ARGS]"]
@@ -45,18 +47,21 @@ ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/gw.out")
 lg=$!
 sleep 1
 s0=$(ticks "$sim") g0=$(ticks "$gw") l0=$(ticks "$lg") m0=$(head -1 /proc/stat)
+# The whole machine between two /proc/stat readings m0 and m1 (user nice
+# system idle iowait irq softirq steal): loopback's softirq work often
+# runs in ksoftirqd, outside the three processes' ticks, so their sum
+# alone overstates the idle time.
+machine() { awk -v a="${m0}" -v b="${m1}" 'BEGIN { split(a, x); split(b, y); for (i = 2; i <= 9; i++) { d[i] = y[i] - x[i]; t += d[i] } printf "machine: idle %d, softirq %d, total %d ticks", d[5], d[8], t }'; }
+prev=$m0
 for _ in 1 2 3 4; do
   sleep 2
-  gauges
+  now=$(head -1 /proc/stat)
+  echo "$(m0=$prev m1=$now machine) | $(gauges)"
+  prev=$now
 done
 s1=$(ticks "$sim") g1=$(ticks "$gw") l1=$(ticks "$lg") m1=$(head -1 /proc/stat)
 wait "$lg"
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$gw/status")
 written=$(curl -s "http://$ADMIN/metrics" | awk '$1 ~ "^dynamo_ingest_items_written_total" {s+=$2} END {printf "%d", s}')
-# The whole machine over the same 8 s (/proc/stat: user nice system idle
-# iowait irq softirq steal): loopback's softirq work often runs in
-# ksoftirqd, outside the three processes' ticks, so their sum alone
-# overstates the idle time.
-machine() { awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x); split(b, y); for (i = 2; i <= 9; i++) { d[i] = y[i] - x[i]; t += d[i] } printf "machine: idle %d, softirq %d, total %d ticks", d[5], d[8], t }'; }
 echo "$(machine)"
 echo "ticks over 8 s (of $(($(getconf CLK_TCK) * 8 * $(nproc)))): dynamo-sim $((s1 - s0)), gateway $((g1 - g0)), loadgen $((l1 - l0)); written by the end of the load: $written; gateway peak RSS $((rss / 1024)) MiB"
