@@ -41,7 +41,7 @@ impl Normalized {
 
     /// Bytes DynamoDB counts for this number: 1 + one per two significant digits.
     pub fn size(&self) -> usize {
-        1 + self.digits.len().div_ceil(2)
+        size_of(self.digits.len())
     }
 }
 
@@ -59,55 +59,32 @@ pub fn normalize(text: &str) -> Result<Normalized, NumberError> {
 /// Appends the canonical text of `text` (as [`Normalized::canonical`]) to
 /// `out` without building the normalized form: key identities.
 pub fn push_canonical(out: &mut String, text: &str) -> Result<(), NumberError> {
-    let p = parse(text)?;
-    if p.len == 0 {
-        out.push('0');
-        return Ok(());
-    }
-    if p.negative {
-        out.push('-');
-    }
-    out.push_str("0.");
-    // The significant digits are ASCII: copied as (at most two) slices.
-    let int_len = p.int.len();
-    let (from, to) = (p.skip, p.skip + p.len);
-    if from < int_len {
-        out.push_str(&p.int[from..to.min(int_len)]);
-    }
-    if to > int_len {
-        out.push_str(&p.frac[from.saturating_sub(int_len)..to - int_len]);
-    }
-    out.push('e');
-    out.push_str(itoa::Buffer::new().format(p.exponent));
-    Ok(())
+    parse(text).map(|p| p.push_canonical(out))
 }
 
 /// The bytes DynamoDB counts for `text` (as [`Normalized::size`]), after the
 /// same checks as [`normalize`] but without building the normalized form:
 /// the intake's per-number path.
 pub fn checked_size(text: &str) -> Result<usize, NumberError> {
-    parse(text).map(|p| 1 + p.len.div_ceil(2))
+    parse(text).map(|p| p.size())
 }
 
 /// [`checked_size`] of an unsigned integer's decimal text as `itoa` writes
 /// it (digits, no leading zero; at most 20, so always within DynamoDB's
 /// limits), from the digits alone: the server-assigned sort key's path.
 pub fn integer_size(digits: &str) -> usize {
-    1 + digits.trim_end_matches('0').len().div_ceil(2)
+    Parsed::integer(digits).size()
 }
 
 /// [`push_canonical`] of an unsigned integer's decimal text as `itoa`
 /// writes it, without checking or parsing it again.
 pub fn push_integer_canonical(out: &mut String, digits: &str) {
-    let significant = digits.trim_end_matches('0');
-    if significant.is_empty() {
-        out.push('0');
-        return;
-    }
-    out.push_str("0.");
-    out.push_str(significant);
-    out.push('e');
-    out.push_str(itoa::Buffer::new().format(digits.len()));
+    Parsed::integer(digits).push_canonical(out);
+}
+
+/// Bytes DynamoDB counts for a number of `significant` digits: 1 + one per two.
+fn size_of(significant: usize) -> usize {
+    1 + significant.div_ceil(2)
 }
 
 /// A parsed number: its significant digits are `len` bytes of the digit
@@ -131,6 +108,50 @@ impl Parsed<'_> {
         len: 0,
         exponent: 0,
     };
+
+    /// An unsigned integer's decimal text as `itoa` writes it (digits, no
+    /// leading zero), taken as it is: nothing to check.
+    fn integer(digits: &str) -> Parsed<'_> {
+        let len = digits.trim_end_matches('0').len();
+        if len == 0 {
+            return Parsed::ZERO;
+        }
+        Parsed {
+            negative: false,
+            int: digits,
+            frac: "",
+            skip: 0,
+            len,
+            exponent: digits.len() as i64,
+        }
+    }
+
+    fn size(&self) -> usize {
+        size_of(self.len)
+    }
+
+    /// Appends the canonical text (as [`Normalized::canonical`]).
+    fn push_canonical(&self, out: &mut String) {
+        if self.len == 0 {
+            out.push('0');
+            return;
+        }
+        if self.negative {
+            out.push('-');
+        }
+        out.push_str("0.");
+        // The significant digits are ASCII: copied as (at most two) slices.
+        let int_len = self.int.len();
+        let (from, to) = (self.skip, self.skip + self.len);
+        if from < int_len {
+            out.push_str(&self.int[from..to.min(int_len)]);
+        }
+        if to > int_len {
+            out.push_str(&self.frac[from.saturating_sub(int_len)..to - int_len]);
+        }
+        out.push('e');
+        out.push_str(itoa::Buffer::new().format(self.exponent));
+    }
 
     fn digits(&self) -> impl Iterator<Item = char> + '_ {
         self.int

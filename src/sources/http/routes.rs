@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use smallvec::SmallVec;
 
 use super::auth::AuthError;
 use super::client_rate::{retry_after_secs, ClientId, RateError};
@@ -395,9 +396,9 @@ fn seed_stream(seed: Seed) -> &'static str {
     }
 }
 
-/// The request's context fields as the router takes them (no allocation
-/// when there are none, as on `/upload_data`).
-fn borrowed(context: &[(String, String)]) -> Vec<(&str, &str)> {
+/// The request's context fields as the router takes them (up to four
+/// inline, as a topic's captures: no allocation per request).
+fn borrowed(context: &[(String, String)]) -> SmallVec<[(&str, &str); 4]> {
     context
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -9,8 +9,8 @@
 //! free several slots at once, the device writes that many PUBLISHes in
 //! one write, as a client with its messages ready would. Latency runs to
 //! the PUBACK: in open loop from the scheduled slot (a full window's wait
-//! included), in closed loop from when the window let the message go. QoS 0: a message is acknowledged once
-//! it is written to the socket.
+//! included), in closed loop from when the window let the message go.
+//! QoS 0: a message is acknowledged once it is written to the socket.
 //!
 //! Invariant: every event the writer counts as sent ends acked, failed
 //! (`connection_lost`, `protocol_error`) or, if neither came by the end,
