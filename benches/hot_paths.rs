@@ -72,7 +72,7 @@ fn items(stream: &StreamSpec) -> Vec<Item> {
                 size: m.size as u32,
                 stream: Arc::from("sensor"),
                 received: Instant::now(),
-                acks: Vec::new(),
+                acks: Default::default(),
             }
         })
         .collect()
@@ -127,7 +127,7 @@ fn benches(c: &mut Criterion) {
                         size: i.size,
                         stream: i.stream.clone(),
                         received: i.received,
-                        acks: Vec::new(),
+                        acks: Default::default(),
                     })
                     .collect::<Vec<_>>()
             },

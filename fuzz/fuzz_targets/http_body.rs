@@ -3,14 +3,16 @@
 //! config (keys, attribute types, size rules).
 //!
 //! Input: byte 0 picks the format and the stream, the rest is the body.
-//! Invariants checked beyond "never panics": every decoded event is an
-//! object with a describable position, and a mapped event holds its
-//! partition key.
+//! Invariants checked beyond "never panics": the one-pass object reader
+//! reads the body exactly as serde_json does (same fields, or the same
+//! error), every decoded event is an object with a describable position,
+//! and a mapped event holds its partition key.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use dynamo_ingest::config::{Overrides, ValidatedConfig, DEFAULT_TOML};
+use dynamo_ingest::event::fields::Fields;
 use dynamo_ingest::event::{map, size, typed};
 use dynamo_ingest::sources::http::decode::{self, Format, Positions};
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Format::Ndjson
     };
+    assert_eq!(
+        Fields::parse(body).map_err(|e| e.to_string()),
+        Fields::parse_by_serde(body).map_err(|e| e.to_string()),
+        "the one-pass reader and serde_json disagree"
+    );
     let streams = &config().streams;
     let spec = &streams[usize::from(selector >> 1) % streams.len()];
     let Ok((events, positions)) = decode::decode(body, format) else {

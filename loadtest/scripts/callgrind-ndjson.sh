@@ -14,8 +14,10 @@
 # LOAD=mqtt counts the MQTT path instead: N QoS 1 sensor messages from
 # loadgen's 20 devices (10 topics each, closed loop), after 5,000 to warm
 # up; the dump waits until they are written (a PUBACK means queued).
+# LOAD=single counts single-event POSTs (`/upload_data`, the seed route, ack=queued, 16
+# connections), likewise counted until written.
 #
-# Usage: [LOAD=mqtt] loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
+# Usage: [LOAD=mqtt|single] loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
 #   e.g. cp target/release/dynamo-ingest /tmp/gw-old; (rebuild);
 #        loadtest/scripts/callgrind-ndjson.sh /tmp/cg 50000 /tmp/gw-old target/release/dynamo-ingest
 set -euo pipefail
@@ -54,6 +56,9 @@ for BIN in "$@"; do
   if [ "${LOAD:-ndjson}" = mqtt ]; then
     load() { target/release/loadgen mqtt --target "$MQTT" --qos 1 --concurrency 20 \
                --topics-per-device 10 --count "$1" --duration 600s > "$2" 2>&1; }
+  elif [ "${LOAD:-ndjson}" = single ]; then
+    load() { target/release/loadgen http --target "$HTTP" --route seed --batch 1 --concurrency 16 \
+               --ack queued --count "$1" --duration 600s --keys 1000 > "$2" 2>&1; }
   else
     load() { target/release/loadgen http --target "$HTTP" --route stream --batch 500 --concurrency 4 \
                --ack written --count "$1" --duration 600s --keys 1000 > "$2" 2>&1; }

@@ -2,7 +2,8 @@
 //! or MQTT payload (names unescaped only when they hold escapes, values as
 //! their raw JSON text). The sources decode into this, the mapper writes the
 //! item's typed JSON from it, nested objects read the same way level by
-//! level: no JSON tree is built.
+//! level: no JSON tree is built. Most objects are read by [`super::scan`]'s
+//! single pass; the rest, and every error, by serde_json.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,13 +12,37 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Objects with more fields than this find duplicates through a hash set.
-const LINEAR_DEDUP: usize = 32;
+pub(super) const LINEAR_DEDUP: usize = 32;
 
 /// The fields of one JSON object, in their first order; a name given twice
 /// keeps its last value (as a JSON object read into a map would).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fields<'a> {
-    list: Vec<(Cow<'a, str>, &'a RawValue)>,
+    list: Vec<(Cow<'a, str>, Raw<'a>)>,
+}
+
+/// A JSON value's text as the input held it: valid JSON, without the
+/// whitespace around it (like serde_json's `RawValue`, which can only be
+/// borrowed from serde_json's own parser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The value's JSON text.
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+
+    /// Text [`super::scan`] found to be one JSON value.
+    pub(super) fn checked(text: &'a str) -> Self {
+        Raw(text)
+    }
+}
+
+impl<'a> From<&'a RawValue> for Raw<'a> {
+    fn from(value: &'a RawValue) -> Self {
+        Raw(value.get())
+    }
 }
 
 /// What a raw JSON value is.
@@ -33,7 +58,7 @@ pub enum Kind {
 
 impl Kind {
     /// The kind of a raw JSON value (valid JSON, no surrounding whitespace).
-    pub fn of(raw: &RawValue) -> Kind {
+    pub fn of(raw: Raw<'_>) -> Kind {
         match raw.get().as_bytes().first() {
             Some(b'"') => Kind::String,
             Some(b't' | b'f') => Kind::Bool,
@@ -60,7 +85,7 @@ impl Kind {
 /// The text of a raw JSON string, unescaped (borrowed when it has no
 /// escapes). Escapes JSON allows but text cannot hold (a lone surrogate)
 /// are an error, as is a value that is not a string.
-pub fn string_text(raw: &RawValue) -> Result<Cow<'_, str>, serde_json::Error> {
+pub fn string_text(raw: Raw<'_>) -> Result<Cow<'_, str>, serde_json::Error> {
     let text = raw.get();
     let plain = text
         .strip_prefix('"')
@@ -73,8 +98,19 @@ pub fn string_text(raw: &RawValue) -> Result<Cow<'_, str>, serde_json::Error> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses one JSON object from `text` (the whole text must be that object).
+    /// Parses one JSON object from `text` (the whole text must be that
+    /// object): in one pass when [`super::scan`] can, else (and for every
+    /// error) with serde_json, which words the error.
     pub fn parse(text: &'a [u8]) -> Result<Fields<'a>, serde_json::Error> {
+        match super::scan::flat_object(text) {
+            Some(list) => Ok(Fields { list }),
+            None => Self::parse_by_serde(text),
+        }
+    }
+
+    /// [`Fields::parse`] by serde_json alone: the reference the fast path
+    /// is tested and fuzzed against.
+    pub fn parse_by_serde(text: &'a [u8]) -> Result<Fields<'a>, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(text);
         let fields = Fields::deserialize(&mut de)?;
         de.end()?;
@@ -82,7 +118,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The fields, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Raw<'a>)> + '_ {
         self.list.iter().map(|(n, v)| (n.as_ref(), *v))
     }
 
@@ -95,7 +131,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The raw value of field `name`.
-    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, name: &str) -> Option<Raw<'a>> {
         self.list.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
@@ -120,11 +156,11 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut list: Vec<(Cow<'de, str>, &'de RawValue)> =
+        let mut list: Vec<(Cow<'de, str>, Raw<'de>)> =
             Vec::with_capacity(map.size_hint().unwrap_or(8));
         let mut index: Option<std::collections::HashMap<Cow<'de, str>, usize>> = None;
         while let Some(Name(name)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
+            let value = Raw::from(map.next_value::<&'de RawValue>()?);
             let earlier = match &mut index {
                 Some(index) => index.get(&name).copied(),
                 None => list.iter().position(|(n, _)| *n == name),
@@ -191,12 +227,17 @@ mod tests {
             .expect("object");
         let names: Vec<&str> = f.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "bA", "c", "e"]);
-        assert_eq!(f.get("a").map(RawValue::get), Some("1.50"));
-        assert_eq!(f.get("c").map(RawValue::get), Some(r#"{"d":[1,2]}"#));
+        assert_eq!(f.get("a").map(Raw::get), Some("1.50"));
+        assert_eq!(f.get("c").map(Raw::get), Some(r#"{"d":[1,2]}"#));
         let b = f.get("bA").expect("b");
         assert_eq!(Kind::of(b), Kind::String);
         assert_eq!(string_text(b).ok().as_deref(), Some("x\ny"));
         assert_eq!(Kind::of(f.get("e").expect("e")), Kind::Null);
+        assert_eq!(
+            f,
+            Fields::parse_by_serde(br#" {"a":1.50, "b\u0041":"x\ny", "c":{"d":[1,2]}, "e":null} "#)
+                .expect("object")
+        );
         assert!(!f.contains("b"));
     }
 
@@ -204,8 +245,8 @@ mod tests {
     fn raw_values_carry_no_surrounding_whitespace() {
         let f = Fields::parse(b"{ \"a\" :\t \"x\" , \"b\" :\r\n [ 1 ] , \"c\": true }")
             .expect("object");
-        assert_eq!(f.get("a").map(RawValue::get), Some("\"x\""));
-        assert_eq!(f.get("b").map(RawValue::get), Some("[ 1 ]"));
+        assert_eq!(f.get("a").map(Raw::get), Some("\"x\""));
+        assert_eq!(f.get("b").map(Raw::get), Some("[ 1 ]"));
         assert_eq!(f.get("c").map(Kind::of), Some(Kind::Bool));
     }
 
@@ -221,7 +262,7 @@ mod tests {
         let wide = format!("{{{wide}}}");
         let f = Fields::parse(wide.as_bytes()).expect("object");
         assert_eq!(f.len(), 50);
-        assert_eq!(f.get("f7").map(RawValue::get), Some("57"));
+        assert_eq!(f.get("f7").map(Raw::get), Some("57"));
     }
 
     #[test]

@@ -9,10 +9,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use super::fields::{string_text, Fields, Kind};
+use super::fields::{string_text, Fields, Kind, Raw};
 use super::number;
 use super::size::MAX_ITEM_BYTES;
 use super::typed::ItemWriter;
@@ -103,7 +102,7 @@ enum Scalar<'a> {
 /// Where a key attribute's value came from.
 #[derive(Clone, Copy)]
 enum Found<'a> {
-    Json(&'a RawValue),
+    Json(Raw<'a>),
     Context(Scalar<'a>),
 }
 

@@ -12,6 +12,7 @@ pub mod attr;
 pub mod fields;
 pub mod map;
 pub mod number;
+mod scan;
 pub mod size;
 pub mod template;
 pub mod typed;
@@ -107,6 +108,9 @@ impl From<&str> for KeyId {
     }
 }
 
+/// The acks an item carries (see [`Item::acks`]).
+pub type Acks = smallvec::SmallVec<[Arc<Ack>; 1]>;
+
 /// One DynamoDB item on its way to a table.
 #[derive(Debug)]
 pub struct Item {
@@ -120,8 +124,9 @@ pub struct Item {
     /// When the gateway received it (end-to-end latency).
     pub received: Instant,
     /// Senders waiting for DynamoDB (`ack=written`); more than one when the
-    /// batcher collapsed several writes of this key into this one.
-    pub acks: Vec<Arc<Ack>>,
+    /// batcher collapsed several writes of this key into this one. One is
+    /// held inline: an acknowledged item costs no allocation for it.
+    pub acks: Acks,
 }
 
 impl Item {

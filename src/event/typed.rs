@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::fields::{string_text, Fields, Kind};
+use super::fields::{string_text, Fields, Kind, Raw};
 
 use super::number::{self, NumberError};
 
@@ -76,7 +76,7 @@ impl ItemWriter {
         let text =
             serde_json::to_string_pretty(value).map_err(|e| AttrError::BadText(e.to_string()))?;
         let raw = RawValue::from_string(text).map_err(|e| AttrError::BadText(e.to_string()))?;
-        self.raw(name, &raw)
+        self.raw(name, Raw::from(&*raw))
     }
 
     /// Adds an attribute from a raw JSON value (strings → S, numbers → N
@@ -84,7 +84,7 @@ impl ItemWriter {
     /// objects → M): a string without escapes and a number are copied as
     /// they are; nested arrays and objects are walked level by level as raw
     /// values (no tree built).
-    pub fn raw(&mut self, name: &str, value: &RawValue) -> Result<(), AttrError> {
+    pub fn raw(&mut self, name: &str, value: Raw<'_>) -> Result<(), AttrError> {
         self.name(name);
         self.size += raw_value(&mut self.out, value, 0)?;
         Ok(())
@@ -175,7 +175,7 @@ fn bool_value(out: &mut Vec<u8>, value: bool) {
 /// name); `depth` is its nesting level (0 at the item's top level). A name
 /// given twice in an object keeps its last value (as in a tree); the
 /// entries keep their first order.
-fn raw_value(out: &mut Vec<u8>, value: &RawValue, depth: usize) -> Result<usize, AttrError> {
+fn raw_value(out: &mut Vec<u8>, value: Raw<'_>, depth: usize) -> Result<usize, AttrError> {
     let text = value.get();
     let bad = |e: serde_json::Error| AttrError::BadText(e.to_string());
     Ok(match Kind::of(value) {
@@ -217,7 +217,7 @@ fn raw_value(out: &mut Vec<u8>, value: &RawValue, depth: usize) -> Result<usize,
                 if i > 0 {
                     out.push(b',');
                 }
-                size += 1 + raw_value(out, v, depth + 1)?;
+                size += 1 + raw_value(out, Raw::from(v), depth + 1)?;
             }
             out.extend_from_slice(b"]}");
             size
@@ -325,11 +325,13 @@ mod tests {
 
     #[test]
     fn nested_raw_values_keep_the_last_of_a_repeated_name_and_refuse_depth_33() {
-        let raw = |t: &str| RawValue::from_string(t.to_owned()).expect("raw");
+        let boxed = |t: &str| RawValue::from_string(t.to_owned()).expect("raw");
         let mut w = ItemWriter::with_capacity(64);
         w.raw(
             "m",
-            &raw(r#"{ "a" : 1, "b": [true, null, "x\ny", {"c": "d"}], "a": 2.50 }"#),
+            Raw::from(&*boxed(
+                r#"{ "a" : 1, "b": [true, null, "x\ny", {"c": "d"}], "a": 2.50 }"#,
+            )),
         )
         .expect("nested");
         let (json, size) = w.finish();
@@ -346,12 +348,15 @@ mod tests {
             "]".repeat(MAX_DEPTH + 1)
         );
         let mut w = ItemWriter::with_capacity(64);
-        assert_eq!(w.raw("d", &raw(&deep)), Err(AttrError::TooDeep));
+        assert_eq!(
+            w.raw("d", Raw::from(&*boxed(&deep))),
+            Err(AttrError::TooDeep)
+        );
         let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         let mut w = ItemWriter::with_capacity(64);
-        assert!(w.raw("d", &raw(&ok)).is_ok());
+        assert!(w.raw("d", Raw::from(&*boxed(&ok))).is_ok());
         assert!(matches!(
-            ItemWriter::with_capacity(8).raw("s", &raw(r#"{"x": "\ud800"}"#)),
+            ItemWriter::with_capacity(8).raw("s", Raw::from(&*boxed(r#"{"x": "\ud800"}"#))),
             Err(AttrError::BadText(_))
         ));
     }
@@ -414,7 +419,7 @@ mod tests {
         assert_eq!(raw_size, size::item_size(&model));
         let mut w = ItemWriter::with_capacity(8);
         let e = serde_json::value::RawValue::from_string("-2E+3".to_owned()).expect("raw");
-        w.raw("e", &e).expect("number");
+        w.raw("e", Raw::from(&*e)).expect("number");
         assert_eq!(
             parse_item(&w.finish().0).expect("parses")["e"],
             AttributeValue::N("-2E+3".into()),
@@ -422,7 +427,10 @@ mod tests {
         );
         let mut w = ItemWriter::with_capacity(8);
         let lone = serde_json::value::RawValue::from_string(r#""\ud800""#.to_owned()).expect("raw");
-        assert!(matches!(w.raw("s", &lone), Err(AttrError::BadText(_))));
+        assert!(matches!(
+            w.raw("s", Raw::from(&*lone)),
+            Err(AttrError::BadText(_))
+        ));
     }
 
     #[test]

@@ -188,7 +188,7 @@ pub(crate) mod tests {
             size,
             stream: "s".into(),
             received: Instant::now(),
-            acks: Vec::new(),
+            acks: Default::default(),
         }
     }
 

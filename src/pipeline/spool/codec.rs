@@ -145,7 +145,7 @@ mod tests {
             size: 100,
             stream: Arc::from("sensor"),
             received: Instant::now(),
-            acks: Vec::new(),
+            acks: Default::default(),
         };
         let payload = encode(42, "sensor", &[item]);
         let d = decode(&payload).expect("decodes");

@@ -138,7 +138,7 @@ impl Feeder {
                 key: it.key.clone(),
                 stream: stream.clone(),
                 received: now,
-                acks: vec![ack.clone()],
+                acks: smallvec::smallvec![ack.clone()],
             })
             .collect())
     }

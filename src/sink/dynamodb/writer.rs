@@ -400,6 +400,7 @@ fn settle_written<W>(ctx: &Ctx<W>, items: Vec<Item>, unprocessed: &[usize]) -> V
     let mut next = unprocessed.iter().peekable();
     let now = std::time::Instant::now();
     let mut written = 0u64;
+    let mut latencies = ctx.metrics.latency_recorder();
     for (i, item) in items.into_iter().enumerate() {
         if next.peek() == Some(&&i) {
             next.next();
@@ -407,9 +408,10 @@ fn settle_written<W>(ctx: &Ctx<W>, items: Vec<Item>, unprocessed: &[usize]) -> V
             continue;
         }
         written += 1;
-        ctx.metrics
-            .end_to_end_for(&item.stream)
-            .record(now.saturating_duration_since(item.received).as_secs_f64());
+        latencies.record(
+            &item.stream,
+            now.saturating_duration_since(item.received).as_secs_f64(),
+        );
         for ack in &item.acks {
             ack.written();
         }

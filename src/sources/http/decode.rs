@@ -6,7 +6,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::event::fields::{Fields, Kind};
+use crate::event::fields::{Fields, Kind, Raw};
 
 /// How a body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ fn decode_json(body: &[u8]) -> Result<(Vec<Fields<'_>>, Positions), DecodeError>
                 .iter()
                 .enumerate()
                 .map(|(i, raw)| {
-                    if Kind::of(raw) != Kind::Object {
+                    if Kind::of(Raw::from(*raw)) != Kind::Object {
                         return Err(DecodeError::NotAnObject(format!("element {i}")));
                     }
                     // Valid JSON already: an object always reads as fields.
@@ -133,9 +133,16 @@ fn decode_json(body: &[u8]) -> Result<(Vec<Fields<'_>>, Positions), DecodeError>
 }
 
 fn decode_ndjson(body: &[u8]) -> Result<(Vec<Fields<'_>>, Positions), DecodeError> {
-    let mut events = Vec::new();
-    let mut lines = Vec::new();
-    for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
+    // Lines found with memchr's vector search (a byte-at-a-time split cost
+    // about 4 instructions per byte of the body); the vectors sized once.
+    let newlines = memchr::memchr_iter(b'\n', body);
+    let mut events = Vec::with_capacity(newlines.count() + 1);
+    let mut lines = Vec::with_capacity(events.capacity());
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    let mut start = 0;
+    for (i, end) in ends.enumerate() {
+        let raw = &body[start..end];
+        start = end + 1;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let Some(first) = first_byte(line) else {
             continue;

@@ -157,7 +157,7 @@ mod tests {
             size: 10,
             stream: Arc::from("s"),
             received: Instant::now(),
-            acks: Vec::new(),
+            acks: Default::default(),
         }
     }
 
