@@ -25,11 +25,13 @@ metric() { curl -s "http://$ADMIN/metrics" | awk -v m="$1" '$1 ~ "^"m {s+=$2} EN
 DPORT=$(free_port)
 "$SIM" --listen "127.0.0.1:$DPORT" --unlimited > "$WORK/sim.log" 2>&1 &
 for _ in $(seq 1 100); do grep -q listening "$WORK/sim.log" && break; sleep 0.1; done
-cp config/default.toml "$WORK/config.toml"
+# Dead letters (none expected: every phase drains) go to the temp dir, not ./
+sed "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/dead-letter.ndjson\"|" config/default.toml > "$WORK/config.toml"
 printf '\n[spool]\nenabled = true\npath = "%s/spool"\n' "$WORK" >> "$WORK/config.toml"
 "$BIN" --config "$WORK/config.toml" --dynamodb-endpoint "http://127.0.0.1:$DPORT" \
   --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   > "$WORK/gw.out" 2> "$WORK/gw.err" &
+GW=$!
 for _ in $(seq 1 300); do grep -q "dynamo-ingest ready" "$WORK/gw.out" && break; sleep 0.1; done
 HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/gw.out")
 ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$WORK/gw.out")
@@ -61,6 +63,11 @@ for run in $(seq 1 "$RUNS"); do
   for ack in queued spooled; do phase "$run" single "$ack" 1 32; done
   for ack in queued spooled; do phase "$run" ndjson "$ack" 100 8; done
 done
+
+# Stop the gateway before the simulator, so it shuts down against a live
+# backend (killed together, it would retry until its shutdown deadline).
+kill -TERM "$GW"
+wait "$GW" 2>/dev/null || true
 
 python3 - "$WORK/rows" "$DURATION" <<'PY'
 import json, statistics as st, sys
