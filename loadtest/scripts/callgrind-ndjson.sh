@@ -14,8 +14,8 @@
 # LOAD=mqtt counts the MQTT path instead: N QoS 1 sensor messages from
 # loadgen's 20 devices (10 topics each, closed loop), after 5,000 to warm
 # up; the dump waits until they are written (a PUBACK means queued).
-# LOAD=single counts single-event POSTs (`/upload_data`, the seed route, ack=queued, 16
-# connections), likewise counted until written.
+# LOAD=single counts single-event POSTs (`/upload_data`, the seed route,
+# ack=queued, 16 connections), likewise counted until written.
 #
 # Usage: [LOAD=mqtt|single] loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
 #   e.g. cp target/release/dynamo-ingest /tmp/gw-old; (rebuild);

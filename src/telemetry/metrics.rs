@@ -427,7 +427,6 @@ impl TableMetrics {
         m
     }
 
-    /// The end-to-end latency histogram of `stream`.
     /// Records the end-to-end latencies of written items (see
     /// [`LatencyRecorder`]).
     pub fn latency_recorder(&self) -> LatencyRecorder<'_> {
@@ -437,6 +436,7 @@ impl TableMetrics {
         }
     }
 
+    /// The end-to-end latency histogram of `stream`.
     pub fn end_to_end_for(&self, stream: &str) -> Histogram {
         self.end_to_end
             .get(stream)
@@ -544,7 +544,7 @@ impl SpoolMetrics {
 /// Records items' end-to-end latencies into their stream's histogram,
 /// looking the histogram up once per run of items of one stream (a batch
 /// usually holds one stream), not once per item: the lookup hashed the
-/// stream name and cloned the handle, ≈ 5 % of the writer's settling.
+/// stream name and cloned the handle, ≈ 190 instructions per item.
 pub struct LatencyRecorder<'a> {
     metrics: &'a TableMetrics,
     last: Option<(Arc<str>, Histogram)>,
