@@ -11,8 +11,9 @@
 #
 # GATEWAY="CMD" replaces the gateway command (default
 # target/release/dynamo-ingest); GATEWAY_B="CMD" adds a second gateway,
-# loaded after the first in every run (an A/B of two builds or settings,
-# e.g. GATEWAY_B="env TOKIO_WORKER_THREADS=1 /tmp/other-build").
+# loaded after the first in odd runs and before it in even runs (an A/B of
+# two builds or settings, e.g. GATEWAY_B="env TOKIO_WORKER_THREADS=1
+# /tmp/other-build"; use an even RUNS for a balanced order).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10}
@@ -83,7 +84,11 @@ phase() { # name url pid
 for run in $(seq 1 "$RUNS"); do
   echo "run $run (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
   phase hyper "$HYPER/upload_data" "$HYPER_PID"
-  for i in "${!GWS[@]}"; do
+  # With two gateways, even runs load B first: on this machine the second
+  # gateway of a round measured slower whichever build it was.
+  ORDER=("${!GWS[@]}")
+  if [ "${#GWS[@]}" -eq 2 ] && [ $((run % 2)) -eq 0 ]; then ORDER=(1 0); fi
+  for i in "${ORDER[@]}"; do
     phase "${NAMES[$i]}" "http://${HTTPS[$i]}/upload_data?ack=queued" "${GWS[$i]}"
     # Let the gateway drain its queue before the next phase (bounded: 120 s).
     for _ in $(seq 1 600); do [ "$(queue "${ADMINS[$i]}")" = "0" ] && break; sleep 0.2; done

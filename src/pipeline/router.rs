@@ -30,7 +30,7 @@ use super::spool::{self, AppendWait, Spool};
 use crate::config::{AckLevel, StreamSpec};
 use crate::event::fields::Fields;
 use crate::event::map::{self, MapError};
-use crate::event::Item;
+use crate::event::{Item, KeyHasher};
 use crate::telemetry::metrics::StreamMetrics;
 
 /// Why a request was refused.
@@ -73,10 +73,12 @@ pub struct StreamRoute {
     overflow: Option<Arc<Overflow>>,
 }
 
-/// All streams, by name. Dropping the last clone closes the queues.
+/// All streams, by name (hashed with the hot path's foldhash: a request
+/// looks its stream up two or three times). Dropping the last clone closes
+/// the queues.
 #[derive(Debug)]
 pub struct Router {
-    streams: HashMap<Arc<str>, StreamRoute>,
+    streams: HashMap<Arc<str>, StreamRoute, KeyHasher>,
 }
 
 impl Router {

@@ -134,7 +134,7 @@ async fn route_and_ingest(
     let (body, format) = match seed {
         Some(Seed::LogActivity | Seed::AddToCart) => (Bytes::new(), None),
         _ => {
-            let format = body_format(&req, seed.is_none())
+            let format = body_format(req.headers().get(CONTENT_TYPE), seed.is_none())
                 .inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
             let body =
                 match tokio::time::timeout(state.body_read_timeout, read_body(req, state.max_body))
@@ -330,6 +330,14 @@ fn rate_error(state: &HttpState, e: RateError) -> ApiError {
     }
 }
 
+/// The `{stream}` of `/v1/streams/{stream}/events` (one segment, maybe
+/// empty), found without splitting the path into a `Vec` per request.
+fn generic_stream(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/streams/")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .filter(|stream| !stream.contains('/'))
+}
+
 fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiError> {
     let method_not_allowed = |allow: &'static str| {
         let mut e = ApiError::new(
@@ -340,8 +348,7 @@ fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiE
         e.allow = Some(allow);
         e
     };
-    let segments: Vec<&str> = path.split('/').collect();
-    if let ["", "v1", "streams", stream, "events"] = segments.as_slice() {
+    if let Some(stream) = generic_stream(path) {
         if method != Method::POST {
             return Err(method_not_allowed("POST"));
         }
@@ -439,8 +446,14 @@ fn take_param(context: &mut Vec<(String, String)>, name: &str) -> Option<String>
     Some(context.remove(i).1)
 }
 
-fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, ApiError> {
-    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+/// The body's framing from its Content-Type (none: JSON). Media types
+/// compare without regard to case and parameters (`; charset=utf-8`), as
+/// HTTP defines them, without building a lower-cased copy per request.
+fn body_format(
+    content_type: Option<&hyper::header::HeaderValue>,
+    allow_ndjson: bool,
+) -> Result<Format, ApiError> {
+    let Some(ct) = content_type else {
         return Ok(Format::Json);
     };
     let mime = ct
@@ -449,32 +462,37 @@ fn body_format(req: &Request<Incoming>, allow_ndjson: bool) -> Result<Format, Ap
         .split(';')
         .next()
         .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match mime.as_str() {
-        "application/json" | "text/json" => Ok(Format::Json),
-        m if m.ends_with("+json") => Ok(Format::Json),
-        "application/x-ndjson"
-        | "application/ndjson"
-        | "application/jsonl"
-        | "application/x-jsonlines"
-            if allow_ndjson =>
-        {
-            Ok(Format::Ndjson)
-        }
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!(
-                "Content-Type `{mime}` is not accepted; send application/json{}",
-                if allow_ndjson {
-                    " or application/x-ndjson"
-                } else {
-                    ""
-                }
-            ),
-        )),
+        .trim();
+    let is = |m: &str| mime.eq_ignore_ascii_case(m);
+    let json_suffix = mime
+        .len()
+        .checked_sub(5)
+        .is_some_and(|i| mime.as_bytes()[i..].eq_ignore_ascii_case(b"+json"));
+    if is("application/json") || is("text/json") || json_suffix {
+        return Ok(Format::Json);
     }
+    let ndjson = [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+    ];
+    if allow_ndjson && ndjson.iter().any(|m| is(m)) {
+        return Ok(Format::Ndjson);
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "Content-Type `{}` is not accepted; send application/json{}",
+            mime.to_ascii_lowercase(),
+            if allow_ndjson {
+                " or application/x-ndjson"
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
@@ -618,5 +636,87 @@ fn ingest_error(e: IngestError, positions: &Positions, retry_after: u64) -> ApiE
                 .with_line(line)
                 .with_field(field)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn format(ct: Option<&str>, allow_ndjson: bool) -> Result<Format, (StatusCode, String)> {
+        let value = ct.map(|c| HeaderValue::from_str(c).expect("header value"));
+        body_format(value.as_ref(), allow_ndjson).map_err(|e| (e.status, e.message))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// The same paths as splitting at `/` and matching
+        /// `["", "v1", "streams", stream, "events"]`.
+        #[test]
+        fn the_generic_route_is_matched_by_its_segments(
+            prefixed in proptest::bool::ANY,
+            parts in proptest::collection::vec(
+                proptest::prop_oneof!["v1", "streams", "events", "[a-z%2F]{0,3}", ""],
+                0..5,
+            ),
+        ) {
+            let prefix = if prefixed { "/v1/streams" } else { "" };
+            let path = parts.iter().fold(prefix.to_owned(), |p, s| format!("{p}/{s}"));
+            let segments: Vec<&str> = path.split('/').collect();
+            let expected = match segments.as_slice() {
+                ["", "v1", "streams", stream, "events"] => Some(*stream),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(generic_stream(&path), expected, "{}", path);
+        }
+    }
+
+    #[test]
+    fn the_generic_route_names_one_segment() {
+        assert_eq!(generic_stream("/v1/streams/sensor/events"), Some("sensor"));
+        assert_eq!(generic_stream("/v1/streams//events"), Some(""));
+        assert_eq!(generic_stream("/v1/streams/a%2Fb/events"), Some("a%2Fb"));
+        for other in [
+            "/v1/streams/a/b/events",
+            "/v1/streams/events",
+            "/v1/streams/sensor/events/",
+            "/v2/streams/sensor/events",
+        ] {
+            assert_eq!(generic_stream(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn media_types_compare_without_case_and_parameters() {
+        assert_eq!(format(None, true), Ok(Format::Json));
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " text/json ",
+            "application/vnd.api+JSON",
+        ] {
+            assert_eq!(format(Some(json), false), Ok(Format::Json), "{json}");
+        }
+        for ndjson in [
+            "application/x-ndjson",
+            "Application/NDJSON;charset=utf-8",
+            "application/jsonl",
+            "application/x-jsonlines",
+        ] {
+            assert_eq!(format(Some(ndjson), true), Ok(Format::Ndjson), "{ndjson}");
+            let (status, message) = format(Some(ndjson), false).expect_err("seed routes take JSON");
+            assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            assert!(message.ends_with("send application/json"), "{message}");
+        }
+        assert_eq!(
+            format(Some("Text/Plain; charset=utf-8"), true),
+            Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type `text/plain` is not accepted; send application/json or application/x-ndjson"
+                    .to_owned()
+            ))
+        );
+        assert!(format(Some("json"), true).is_err(), "no +json suffix");
     }
 }
