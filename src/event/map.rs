@@ -165,8 +165,7 @@ pub fn map_event(
         MAX_PARTITION_KEY_BYTES,
     )?;
     if let Some(sk) = &stream.sort_key {
-        let found = sk_found;
-        match (sk.source, found.is_some()) {
+        match (sk.source, sk_found.is_some()) {
             (SortKeySource::ServerTime, true) => {
                 return Err(MapError::ServerAssigned(sk.name.clone()))
             }
@@ -180,7 +179,7 @@ pub fn map_event(
             }
             (SortKeySource::Field, _) | (SortKeySource::Auto, true) => {
                 key.push('\0');
-                key_part(&mut key, found, &sk.name, sk.kind, MAX_SORT_KEY_BYTES)?;
+                key_part(&mut key, sk_found, &sk.name, sk.kind, MAX_SORT_KEY_BYTES)?;
             }
         }
     }

@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::fields::{Raw, LINEAR_DEDUP};
+use super::typed::json_special;
 
 /// Nesting a nested value may reach here: serde_json refuses 128 levels
 /// of the whole text, and counting brackets (strings included) stays on
@@ -80,9 +81,7 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let len = b[i + 1..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = b[i + 1..].iter().position(|&c| json_special(c))?;
     let close = i + 1 + len;
     (b[close] == b'"').then_some(close + 1)
 }

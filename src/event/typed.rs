@@ -129,12 +129,16 @@ impl ItemWriter {
     }
 }
 
+/// A byte a JSON string cannot hold as it is: `"`, `\` or a control
+/// character (the writer escapes these; the one-pass reader stops at them).
+pub(super) fn json_special(b: u8) -> bool {
+    (b < 0x20) | (b == b'"') | (b == b'\\')
+}
+
 fn string(out: &mut Vec<u8>, s: &str) {
     // Most names and values need no escape: copied between quotes.
     // No early exit: the compiler checks many bytes per step.
-    let plain = !s.bytes().fold(false, |bad, b| {
-        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
+    let plain = !s.bytes().fold(false, |bad, b| bad | json_special(b));
     if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');

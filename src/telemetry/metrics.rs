@@ -437,7 +437,7 @@ impl TableMetrics {
     }
 
     /// The end-to-end latency histogram of `stream`.
-    pub fn end_to_end_for(&self, stream: &str) -> Histogram {
+    fn end_to_end_for(&self, stream: &str) -> Histogram {
         self.end_to_end
             .get(stream)
             .cloned()
