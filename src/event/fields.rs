@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 /// Objects with more fields than this find duplicates through a hash set.
 pub(super) const LINEAR_DEDUP: usize = 32;
@@ -18,8 +19,12 @@ pub(super) const LINEAR_DEDUP: usize = 32;
 /// keeps its last value (as a JSON object read into a map would).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fields<'a> {
-    list: Vec<(Cow<'a, str>, Raw<'a>)>,
+    list: FieldList<'a>,
 }
+
+/// Fields' names and values; most events have at most 4, kept inline (no
+/// allocation per event); more move to the heap.
+pub(super) type FieldList<'a> = SmallVec<[(Cow<'a, str>, Raw<'a>); 4]>;
 
 /// A JSON value's text as the input held it: valid JSON, without the
 /// whitespace around it (like serde_json's `RawValue`, which can only be
@@ -156,8 +161,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut list: Vec<(Cow<'de, str>, Raw<'de>)> =
-            Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let mut list = FieldList::with_capacity(map.size_hint().unwrap_or(0));
         let mut index: Option<std::collections::HashMap<Cow<'de, str>, usize>> = None;
         while let Some(Name(name)) = map.next_key()? {
             let value = Raw::from(map.next_value::<&'de RawValue>()?);

@@ -6,6 +6,7 @@
 //! straight from the decoded event; the server-assigned sort key and the
 //! TTL attribute come from the router through [`Fill`] (they need its clock).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -106,6 +107,19 @@ enum Found<'a> {
     Context(Scalar<'a>),
 }
 
+thread_local! {
+    /// The buffers an item's typed JSON and key text are written into, one
+    /// pair per thread: each result is copied out at its exact size, so no
+    /// item's buffer is guessed, grown or shrunk (cheaper than allocating a
+    /// buffer per item and shrinking it to fit).
+    static SCRATCH_JSON: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static SCRATCH_KEY: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A scratch buffer larger than this (an unusually large item) is freed
+/// rather than kept for the thread's next item.
+const MAX_KEPT_SCRATCH: usize = 64 * 1024;
+
 /// Maps one decoded event. `context` holds text fields from the request
 /// (query parameters, path or topic captures); they fill attributes the JSON
 /// lacks and are converted by the stream's `attribute_types`.
@@ -115,7 +129,7 @@ pub fn map_event(
     context: &[(&str, &str)],
     fill: &Fill<'_>,
 ) -> Result<Mapped, MapError> {
-    let mut item = ItemWriter::with_capacity(typed_capacity(stream, event, context, fill));
+    let mut item = ItemWriter::reusing(SCRATCH_JSON.take());
     for (name, value) in event.iter() {
         if let Some(ty) = stream.attribute_types.get(name) {
             check_json_type(name, *ty, Kind::of(value))?;
@@ -152,11 +166,8 @@ pub fn map_event(
     let pk = &stream.partition_key;
     let pk_found = find(&pk.name);
     let sk_found = stream.sort_key.as_ref().and_then(|sk| find(&sk.name));
-    // Room for the whole key text, so it is neither grown nor copied when
-    // boxed: a number's canonical form adds at most 8 bytes to its digits
-    // (`-0.`, `e-129`), a server stamp's takes at most 25.
-    let mut key =
-        String::with_capacity(found_len(pk_found) + 8 + 1 + (found_len(sk_found) + 8).max(25));
+    let mut key = SCRATCH_KEY.take();
+    key.clear();
     key_part(
         &mut key,
         pk_found,
@@ -192,51 +203,19 @@ pub fn map_event(
     if size > MAX_ITEM_BYTES {
         return Err(MapError::TooLarge(size));
     }
-    let (json, size) = item.finish();
-    Ok(Mapped {
+    let (json, size, buffer) = item.finish_copy();
+    let mapped = Mapped {
         json,
-        key: key.into(),
+        key: KeyId::new(key.as_str().into()),
         size,
-    })
-}
-
-/// Bytes a found key value takes in the key text, at most (a JSON
-/// string's raw text includes its quotes and escapes).
-fn found_len(found: Option<Found<'_>>) -> usize {
-    match found {
-        Some(Found::Json(raw)) => raw.get().len(),
-        Some(Found::Context(Scalar::S(s) | Scalar::N(s))) => s.len(),
-        Some(Found::Context(Scalar::Bool(_))) | None => 5,
+    };
+    if buffer.capacity() <= MAX_KEPT_SCRATCH {
+        SCRATCH_JSON.set(buffer);
     }
-}
-
-/// Room for an item's typed JSON: each attribute's name and raw text plus
-/// its type wrapper (`"name":{"N":"…"},`), the server's sort key and TTL.
-/// A close guess keeps the writer from growing its buffer and `finish`
-/// from copying it (mimalloc shrinks in place while at least half is used).
-fn typed_capacity(
-    stream: &StreamSpec,
-    event: &Fields<'_>,
-    context: &[(&str, &str)],
-    fill: &Fill<'_>,
-) -> usize {
-    const WRAPPER: usize = 16;
-    let fields: usize = event
-        .iter()
-        .map(|(name, value)| name.len() + value.get().len() + WRAPPER)
-        .sum();
-    let context: usize = context
-        .iter()
-        .map(|(name, value)| name.len() + value.len() + WRAPPER)
-        .sum();
-    let sort = stream
-        .sort_key
-        .as_ref()
-        .map_or(0, |sk| sk.name.len() + 20 + WRAPPER);
-    let ttl = fill
-        .ttl
-        .map_or(0, |(name, value)| name.len() + value.len() + WRAPPER);
-    2 + fields + context + sort + ttl
+    if key.capacity() <= MAX_KEPT_SCRATCH {
+        SCRATCH_KEY.set(key);
+    }
+    Ok(mapped)
 }
 
 /// Appends the key identity's text for one key attribute to `id`, after
@@ -455,6 +434,47 @@ mod tests {
         assert_eq!(a["device_id"], AttributeValue::S("D001".into()));
         assert_eq!(m.size, crate::event::size::item_size(&a));
         assert_eq!(&*m.key, "D001\u{0}0.1732761600123e13");
+    }
+
+    #[test]
+    fn each_item_is_written_afresh_whatever_the_thread_mapped_before() {
+        // The thread's buffers are reused: a large item, then a failure
+        // part-way through (fields written, the key missing), then small
+        // ones must each come out exactly as on a thread that mapped
+        // nothing before.
+        let small = r#"{"device_id":"D1","t":20}"#;
+        let fresh = std::thread::spawn(move || {
+            let m = map_event(&stream("sensor"), json(small), &[]).expect("ok");
+            (m.json, m.key.to_string())
+        })
+        .join()
+        .expect("thread");
+        let long = "x".repeat(70_000);
+        let big = map_event(
+            &stream("sensor"),
+            json(&format!(r#"{{"device_id":"{long}","note":"{long}"}}"#)),
+            &[],
+        );
+        assert!(
+            big.is_err(),
+            "a 2 KB partition key is refused after the item was written"
+        );
+        let large = map_event(
+            &stream("sensor"),
+            json(&format!(r#"{{"device_id":"D2","note":"{long}"}}"#)),
+            &[],
+        )
+        .expect("ok");
+        assert_eq!(attrs(&large)["note"], AttributeValue::S(long.clone()));
+        let partial = map_event(&stream("sensor"), json(r#"{"a":1,"b":"c"}"#), &[]);
+        assert_eq!(
+            partial.unwrap_err(),
+            MapError::MissingKey("device_id".into())
+        );
+        for _ in 0..2 {
+            let m = map_event(&stream("sensor"), json(small), &[]).expect("ok");
+            assert_eq!((m.json, m.key.to_string()), fresh);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::fields::{Raw, LINEAR_DEDUP};
+use super::fields::{FieldList, Raw, LINEAR_DEDUP};
 use super::typed::json_special;
 
 /// Nesting a nested value may reach here: serde_json refuses 128 levels
@@ -28,7 +28,7 @@ const MAX_BRACKETS: usize = 100;
 
 /// The fields of the JSON object that is all of `text`, or `None` when
 /// serde_json has to decide.
-pub(super) fn flat_object(text: &[u8]) -> Option<Vec<(Cow<'_, str>, Raw<'_>)>> {
+pub(super) fn flat_object(text: &[u8]) -> Option<FieldList<'_>> {
     // Validated once: every delimiter below is ASCII, so each slice taken
     // between two of them is whole UTF-8.
     let text = std::str::from_utf8(text).ok()?;
@@ -38,7 +38,7 @@ pub(super) fn flat_object(text: &[u8]) -> Option<Vec<(Cow<'_, str>, Raw<'_>)>> {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut list: Vec<(Cow<'_, str>, Raw<'_>)> = Vec::with_capacity(8);
+    let mut list = FieldList::new();
     if b.get(i) != Some(&b'}') {
         loop {
             let name_end = string_end(b, i)?;

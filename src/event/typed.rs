@@ -54,6 +54,17 @@ impl ItemWriter {
         }
     }
 
+    /// A writer into `buffer`, emptied first (its capacity is kept).
+    pub fn reusing(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        buffer.push(b'{');
+        Self {
+            out: buffer,
+            size: 0,
+            empty: true,
+        }
+    }
+
     /// The item's size so far, by DynamoDB's rules.
     pub fn size(&self) -> usize {
         self.size
@@ -126,6 +137,13 @@ impl ItemWriter {
     pub fn finish(mut self) -> (Box<[u8]>, usize) {
         self.out.push(b'}');
         (self.out.into_boxed_slice(), self.size)
+    }
+
+    /// The item's typed JSON copied out at its exact size, its size, and
+    /// the buffer for the next item's [`Self::reusing`].
+    pub fn finish_copy(mut self) -> (Box<[u8]>, usize, Vec<u8>) {
+        self.out.push(b'}');
+        (Box::from(&self.out[..]), self.size, self.out)
     }
 }
 

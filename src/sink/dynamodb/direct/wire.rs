@@ -4,9 +4,12 @@
 //! mapped back to the batch (unprocessed indexes, consumed WCU) or to a
 //! [`WriteError`] by its `__type` code.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::TableSpec;
@@ -46,30 +49,55 @@ pub fn request_body(table: &str, items: &[Item]) -> Vec<u8> {
 /// A 200 response mapped back to the batch. An unparseable body is a
 /// server error (retried).
 pub fn outcome(table: &TableSpec, items: &[Item], body: &[u8]) -> Result<WriteOutcome, WriteError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| WriteError::Retriable {
-        cause: "server_error",
-        message: format!("unparseable BatchWriteItem response: {e}"),
-    })?;
-    let consumed: Vec<f64> = v
-        .get("ConsumedCapacity")
-        .and_then(Value::as_array)
+    let response: Response<'_> =
+        serde_json::from_slice(body).map_err(|e| WriteError::Retriable {
+            cause: "server_error",
+            message: format!("unparseable BatchWriteItem response: {e}"),
+        })?;
+    // Read as leniently as before: a member of another shape is ignored.
+    let consumed: Vec<f64> = response
+        .consumed
+        .and_then(|raw| serde_json::from_str::<Vec<Consumed<'_>>>(raw.get()).ok())
         .into_iter()
         .flatten()
-        .filter(|c| c.get("TableName").and_then(Value::as_str) == Some(table.name.as_str()))
-        .filter_map(|c| c.get("CapacityUnits").and_then(Value::as_f64))
+        .filter(|c| c.table.as_deref() == Some(table.name.as_str()))
+        .filter_map(|c| c.units)
         .collect();
-    let returned = v
-        .get("UnprocessedItems")
-        .and_then(|u| u.get(&table.name))
-        .and_then(Value::as_array);
-    let unprocessed = match returned {
-        Some(list) if !list.is_empty() => unprocessed_indexes(table, items, list),
+    // Almost every response has `"UnprocessedItems":{}`: only a non-empty
+    // one is parsed into values and matched to the batch.
+    let unprocessed = match response.unprocessed {
+        Some(raw) if raw.get() != "{}" => {
+            let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            match v.get(&table.name).and_then(Value::as_array) {
+                Some(list) if !list.is_empty() => unprocessed_indexes(table, items, list),
+                _ => Vec::new(),
+            }
+        }
         _ => Vec::new(),
     };
     Ok(WriteOutcome {
         unprocessed,
         consumed_wcu: (!consumed.is_empty()).then(|| consumed.iter().sum()),
     })
+}
+
+/// The members of a BatchWriteItem response the writer reads, left as text
+/// until needed; the rest is skipped.
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(rename = "UnprocessedItems", borrow, default)]
+    unprocessed: Option<&'a RawValue>,
+    #[serde(rename = "ConsumedCapacity", borrow, default)]
+    consumed: Option<&'a RawValue>,
+}
+
+/// One `ConsumedCapacity` entry.
+#[derive(Deserialize)]
+struct Consumed<'a> {
+    #[serde(rename = "TableName", borrow, default)]
+    table: Option<Cow<'a, str>>,
+    #[serde(rename = "CapacityUnits", default)]
+    units: Option<f64>,
 }
 
 fn unprocessed_indexes(table: &TableSpec, items: &[Item], list: &[Value]) -> Vec<usize> {
@@ -246,6 +274,27 @@ mod tests {
         let none = outcome(&table, &items, br#"{"UnprocessedItems":{}}"#).expect("outcome");
         assert!(none.unprocessed.is_empty());
         assert_eq!(none.consumed_wcu, None);
+        // Spacing, nulls, other tables and members of another shape are
+        // read as before the members were left as text.
+        let spaced = br#"{ "ConsumedCapacity" : [ {"CapacityUnits": 2, "TableName": "t", "Table": {"CapacityUnits": 2}} ],
+            "UnprocessedItems" : { "other": [], "t" : [ {"PutRequest":{"Item":{"sk":{"N":"2"},"pk":{"S":"b"}}}} ] } }"#;
+        let out = outcome(&table, &items, spaced).expect("outcome");
+        assert_eq!(out.unprocessed, vec![1]);
+        assert_eq!(out.consumed_wcu, Some(2.0));
+        for odd in [
+            &br#"{"UnprocessedItems":null,"ConsumedCapacity":null}"#[..],
+            br#"{"UnprocessedItems":{ },"ConsumedCapacity":{"TableName":"t","CapacityUnits":1}}"#,
+            br#"{"UnprocessedItems":{"t":[]},"ConsumedCapacity":[{"TableName":"t"}]}"#,
+            br#"{"UnprocessedItems":[],"ConsumedCapacity":"x"}"#,
+        ] {
+            let out = outcome(&table, &items, odd).expect("outcome");
+            assert!(
+                out.unprocessed.is_empty(),
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+            assert_eq!(out.consumed_wcu, None, "{}", String::from_utf8_lossy(odd));
+        }
         assert!(matches!(
             outcome(&table, &items, b"<html>"),
             Err(WriteError::Retriable {
