@@ -18,7 +18,8 @@
 //! - [`ops`]: one file per operation family (table, item, batch, read).
 //! - [`table`]: schema, key extraction with DynamoDB's messages.
 //! - [`capacity`]: pure admission model, time passed in.
-//! - [`attr`]: compact typed attribute values, parsed once from the wire.
+//! - [`attr`]: compact typed attribute values, parsed once from the wire;
+//!   [`attr_json`]: an item's stored wire JSON written from them.
 //! - [`storage`], [`size`], [`key`]: items, size rules, key ordering.
 //! - [`request_time`]: the clock and the five-minute signature window.
 //! - [`stats`], [`faults`], [`config`], [`error`], [`reserved`].
@@ -29,6 +30,7 @@
 //! logger or metrics recorder; it only emits `tracing` events.
 
 pub mod attr;
+pub mod attr_json;
 pub mod capacity;
 pub mod config;
 pub mod error;

@@ -125,6 +125,25 @@ async fn serves_protocol_and_sim_endpoints() {
         "com.amazon.coral.service#SerializationException"
     );
 
+    // BatchWriteItem checks the body's UTF-8 once, before parsing: a bad
+    // byte is a SerializationException, as for the other operations.
+    for op in ["BatchWriteItem", "PutItem"] {
+        let (status, body) = http(
+            &r.addr,
+            "POST",
+            Some(&format!("DynamoDB_20120810.{op}")),
+            b"{\"RequestItems\":{\"Events\":[{\"PutRequest\":{\"Item\":{\"pk\":{\"S\":\"\xff\"}}}}]}}",
+        )
+        .await
+        .expect("answer");
+        assert_eq!(status, 400, "{op}");
+        assert_eq!(
+            json(&body)["__type"],
+            "com.amazon.coral.service#SerializationException",
+            "{op}"
+        );
+    }
+
     let (status, body) = http(
         &r.addr,
         "POST",

@@ -149,7 +149,10 @@ fn has_duplicate_keys(writes: &[Prepared]) -> bool {
 
 /// BatchWriteItem, parsed straight from the body into typed items.
 pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
-    let req: WireBatchWrite = serde_json::from_slice(body).map_err(parse_error)?;
+    // UTF-8 checked once for the whole body (serde_json's slice reader
+    // checks each string on its own, ~14 per item): then read as text.
+    let text = std::str::from_utf8(body).map_err(parse_error)?;
+    let req: WireBatchWrite = serde_json::from_str(text).map_err(parse_error)?;
     let consumed = consumed_from(req.return_consumed_capacity.as_deref())?;
     let request_items = req.request_items.ok_or_else(|| missing("requestItems"))?;
     if request_items.is_empty() {

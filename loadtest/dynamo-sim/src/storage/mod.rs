@@ -44,7 +44,7 @@ pub struct Item {
 impl Item {
     /// An item of `size` bytes (by DynamoDB's rules).
     pub fn new(attrs: &AttrMap, size: usize) -> Self {
-        let json = serde_json::to_string(attrs).unwrap_or_else(|_| "{}".to_owned());
+        let json = crate::attr_json::item_json(attrs);
         Item {
             json: json.into_boxed_str(),
             size,

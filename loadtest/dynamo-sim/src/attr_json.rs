@@ -1,0 +1,144 @@
+//! An item's wire JSON as the table stores it ([`crate::storage::Item`]),
+//! written straight from its [`AttrMap`] after the request was parsed and
+//! checked: the same text `serde_json::to_string` gives (the `Serialize`
+//! impls in [`crate::attr`]), but a string that needs no escape (nearly
+//! all of them) is copied as it is instead of being scanned byte by byte
+//! by serde_json's escape table.
+
+use crate::attr::{Attr, AttrMap};
+
+/// `attrs` as wire JSON text (`{"name":{"S":"…"},…}`).
+pub fn item_json(attrs: &AttrMap) -> String {
+    let mut out = String::with_capacity(128);
+    map(&mut out, attrs);
+    out
+}
+
+fn map(out: &mut String, attrs: &AttrMap) {
+    out.push('{');
+    for (i, (name, value)) in attrs.0.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, name);
+        out.push(':');
+        attr(out, value);
+    }
+    out.push('}');
+}
+
+fn attr(out: &mut String, value: &Attr) {
+    if let Attr::Invalid(_) = value {
+        out.push_str("{}");
+        return;
+    }
+    out.push_str("{\"");
+    out.push_str(value.tag());
+    out.push_str("\":");
+    match value {
+        Attr::S(v) | Attr::N(v) | Attr::B(v) => string(out, v),
+        Attr::Bool(v) | Attr::Null(v) => out.push_str(if *v { "true" } else { "false" }),
+        Attr::M(m) => map(out, m),
+        Attr::L(list) => {
+            out.push('[');
+            for (i, a) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                attr(out, a);
+            }
+            out.push(']');
+        }
+        Attr::Ss(v) | Attr::Ns(v) | Attr::Bs(v) => {
+            out.push('[');
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                string(out, s);
+            }
+            out.push(']');
+        }
+        Attr::Invalid(_) => {}
+    }
+    out.push('}');
+}
+
+/// A JSON string: copied between quotes when no byte needs an escape
+/// (`"`, `\`, control characters: what serde_json escapes), else
+/// serde_json's escaping.
+fn string(out: &mut String, s: &str) {
+    // No early exit: the compiler checks many bytes per step.
+    let plain = !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Serializing a &str into a String cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9 .-]{0,12}",
+            // Escapes, control characters, DEL, '/', multi-byte UTF-8.
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('\n'),
+                    Just('\u{0}'),
+                    Just('\u{1f}'),
+                    Just('\u{7f}'),
+                    Just('/'),
+                    Just('é'),
+                    Just('😀'),
+                    Just('a'),
+                ],
+                0..8
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    fn attr() -> impl Strategy<Value = Attr> {
+        let leaf = prop_oneof![
+            text().prop_map(Attr::S),
+            "-?[0-9]{1,5}(\\.[0-9]{1,3})?".prop_map(Attr::N),
+            "[A-Za-z0-9+/]{0,8}={0,2}".prop_map(Attr::B),
+            any::<bool>().prop_map(Attr::Bool),
+            any::<bool>().prop_map(Attr::Null),
+            proptest::collection::vec(text(), 0..3).prop_map(Attr::Ss),
+            proptest::collection::vec("[0-9]{1,3}", 0..3).prop_map(Attr::Ns),
+            proptest::collection::vec("[A-Za-z0-9]{0,4}", 0..3).prop_map(Attr::Bs),
+            Just(Attr::Invalid("never stored")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec((text(), inner.clone()), 0..4)
+                    .prop_map(|fields| Attr::M(AttrMap(fields))),
+                proptest::collection::vec(inner, 0..4).prop_map(Attr::L),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_stored_text_is_what_serde_json_writes(
+            fields in proptest::collection::vec((text(), attr()), 0..6)
+        ) {
+            let attrs = AttrMap(fields);
+            let expected = serde_json::to_string(&attrs).expect("serializes");
+            prop_assert_eq!(item_json(&attrs), expected);
+        }
+    }
+}
