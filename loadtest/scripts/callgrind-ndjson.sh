@@ -17,12 +17,16 @@
 # LOAD=single counts single-event POSTs (`/upload_data`, the seed route,
 # ack=queued, 16 connections), likewise counted until written.
 #
-# Usage: [LOAD=mqtt|single] loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
+# PROFILE=sim counts dynamo-sim instead: each BIN is a simulator build,
+# run under callgrind behind target/release/dynamo-ingest (native); the
+# figure is then instructions per stored item.
+#
+# Usage: [LOAD=mqtt|single] [PROFILE=sim] loadtest/scripts/callgrind-ndjson.sh OUT N BIN [BIN...]
 #   e.g. cp target/release/dynamo-ingest /tmp/gw-old; (rebuild);
 #        loadtest/scripts/callgrind-ndjson.sh /tmp/cg 50000 /tmp/gw-old target/release/dynamo-ingest
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 3 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,26p' "$0"; exit 2; }
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
 OUT=$1
 N=$2
@@ -40,15 +44,26 @@ for BIN in "$@"; do
   NAME="$i-$(basename "$BIN")"
   DIR="$OUT/$NAME"
   rm -rf "$DIR" && mkdir -p "$DIR"
-  target/release/dynamo-sim --listen 127.0.0.1:0 --unlimited > "$WORK/sim.out" 2>&1 &
+  # PROFILE=sim: BIN is a simulator build, counted under callgrind behind
+  # the current gateway; otherwise BIN is the gateway, the simulator native.
+  if [ "${PROFILE:-gateway}" = sim ]; then
+    SIM_BIN=$BIN; GW_BIN=target/release/dynamo-ingest
+    SIM_CMD=(valgrind --tool=callgrind --callgrind-out-file="$DIR/callgrind.out.%p")
+    GW_CMD=()
+  else
+    SIM_BIN=target/release/dynamo-sim; GW_BIN=$BIN
+    SIM_CMD=()
+    GW_CMD=(valgrind --tool=callgrind --callgrind-out-file="$DIR/callgrind.out.%p")
+  fi
+  "${SIM_CMD[@]}" "$SIM_BIN" --listen 127.0.0.1:0 --unlimited > "$WORK/sim.out" 2> "$WORK/sim.err" &
   SIM_PID=$!; PIDS+=("$SIM_PID")
   wait_line "$WORK/sim.out" listening
   SIM=$(grep -o 'http://[0-9.:]*' "$WORK/sim.out" | head -1)
   sed -e 's/"127.0.0.1:8080"/"127.0.0.1:0"/' -e 's/"127.0.0.1:9464"/"127.0.0.1:0"/' \
       -e 's/"127.0.0.1:1883"/"127.0.0.1:0"/' \
       -e "s|^path = \"dead-letter.ndjson\"|path = \"$WORK/dead-letter.ndjson\"|" config/default.toml > "$WORK/gw.toml"
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/callgrind.out.%p" \
-    "$BIN" --config "$WORK/gw.toml" --dynamodb-endpoint "$SIM" > "$WORK/gw.out" 2> "$WORK/gw.err" &
+  RUST_LOG=warn "${GW_CMD[@]}" \
+    "$GW_BIN" --config "$WORK/gw.toml" --dynamodb-endpoint "$SIM" > "$WORK/gw.out" 2> "$WORK/gw.err" &
   GW_PID=$!; PIDS+=("$GW_PID")
   wait_line "$WORK/gw.out" "dynamo-ingest ready"
   HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/gw.out")
@@ -64,14 +79,15 @@ for BIN in "$@"; do
                --ack written --count "$1" --duration 600s --keys 1000 > "$2" 2>&1; }
   fi
   load 5000 "$DIR/warm-up.txt"
-  callgrind_control -z "$GW_PID" > /dev/null 2>&1
+  PROFILED=$GW_PID; [ "${PROFILE:-gateway}" = sim ] && PROFILED=$SIM_PID
+  callgrind_control -z "$PROFILED" > /dev/null 2>&1
   load "$N" "$DIR/loadgen.txt"
   # MQTT is acknowledged once queued: count the writing too before the dump
   # (asking the simulator, so the gateway's instructions stay its own).
   written() { curl -s "$SIM/__sim/stats" | grep -o '"admitted_items": *[0-9]*' |
     awk -F: '{s+=$2} END {printf "%d", s}'; }
   for _ in $(seq 1 3000); do [ "$(written)" -ge $((N + 5000)) ] && break; sleep 0.2; done
-  callgrind_control -d "$GW_PID" > /dev/null 2>&1
+  callgrind_control -d "$PROFILED" > /dev/null 2>&1
   kill "$GW_PID" "$SIM_PID" 2>/dev/null || true
   wait "$GW_PID" "$SIM_PID" 2>/dev/null || true
   DUMP=$(ls "$DIR"/callgrind.out.*.1)
