@@ -23,7 +23,8 @@
 # Usage: loadtest/scripts/mqtt-load.sh [DURATION_SECONDS=10] [RUNS=3]
 # CELLS="QOS:DEVICES ..." picks cells (default "0:1 0:100 1:1 1:100");
 # BIN=PATH runs another gateway build (default target/release/dynamo-ingest),
-# LOADGEN=PATH another loadgen build (default target/release/loadgen).
+# LOADGEN=PATH another loadgen build (default target/release/loadgen),
+# SIM=PATH another dynamo-sim build (default target/release/dynamo-sim).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10}
@@ -32,7 +33,8 @@ CELLS=${CELLS:-0:1 0:100 1:1 1:100}
 BIN=${BIN:-target/release/dynamo-ingest}
 LOADGEN=${LOADGEN:-target/release/loadgen}
 QOS0_COUNT=${QOS0_COUNT:-1000000}
-[ -x "$BIN" ] && [ -x target/release/dynamo-sim ] || cargo build --release -p dynamo-ingest -p dynamo-sim
+SIM=${SIM:-target/release/dynamo-sim}
+[ -x "$BIN" ] && [ -x "$SIM" ] || cargo build --release -p dynamo-ingest -p dynamo-sim
 [ -x "$LOADGEN" ] || cargo build --release -p loadgen
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -45,7 +47,7 @@ TICK=$(getconf CLK_TCK)
 phase() { # qos devices
   local qos=$1 devices=$2 dport gw sim t0 c0 c1 t1 w r
   dport=$(free_port)
-  target/release/dynamo-sim --listen "127.0.0.1:$dport" --unlimited > "$WORK/backend.log" 2>&1 &
+  "$SIM" --listen "127.0.0.1:$dport" --unlimited > "$WORK/backend.log" 2>&1 &
   sim=$!
   until grep -q listening "$WORK/backend.log"; do sleep 0.1; done
   "$BIN" --dynamodb-endpoint "http://127.0.0.1:$dport" --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
