@@ -119,17 +119,12 @@ impl Decimal {
     pub fn count_significant(text: &str) -> Option<usize> {
         let t = text.trim();
         let t = t.strip_prefix(['-', '+']).unwrap_or(t);
-        let mantissa = match t.find(['e', 'E']) {
-            Some(i) => {
-                t[i + 1..].parse::<i64>().ok()?;
-                &t[..i]
-            }
-            None => t,
-        };
+        // One pass over the mantissa; the exponent after `e`/`E` must be
+        // an integer (its value does not change the count).
         let mut digits = 0usize;
         let mut dots = 0;
         let (mut first, mut last) = (None, 0usize);
-        for b in mantissa.bytes() {
+        for (i, b) in t.bytes().enumerate() {
             match b {
                 b'.' => dots += 1,
                 b'0'..=b'9' => {
@@ -140,6 +135,10 @@ impl Decimal {
                         last = digits;
                     }
                     digits += 1;
+                }
+                b'e' | b'E' => {
+                    t[i + 1..].parse::<i64>().ok()?;
+                    break;
                 }
                 _ => return None,
             }
@@ -417,6 +416,21 @@ pub(crate) mod tests {
         }
         assert_eq!(Decimal::count_significant("1.2.3"), None);
         assert_eq!(Decimal::count_significant("1e"), None);
+    }
+
+    proptest! {
+        /// Counting agrees with parsing for any text made of a number's
+        /// characters (and a few that are not).
+        #[test]
+        fn counting_digits_agrees_with_parsing(
+            text in "[ 0-9.eE+a-]{0,14}|-?[0-9]{0,6}(\\.[0-9]{0,6})?([eE][+-]?[0-9]{0,4})?"
+        ) {
+            prop_assert_eq!(
+                Decimal::count_significant(&text),
+                Decimal::parse(&text).map(|d| d.significant_digits()),
+                "{:?}", text
+            );
+        }
     }
 
     #[test]
