@@ -54,7 +54,9 @@ pub fn outcome(table: &TableSpec, items: &[Item], body: &[u8]) -> Result<WriteOu
             cause: "server_error",
             message: format!("unparseable BatchWriteItem response: {e}"),
         })?;
-    // Read as leniently as before: a member of another shape is ignored.
+    // Leniently, as before: a ConsumedCapacity of another shape is ignored
+    // (now also the whole list when one entry has another shape; the
+    // figure only corrects the rate limiter's charge).
     let consumed: Vec<f64> = response
         .consumed
         .and_then(|raw| serde_json::from_str::<Vec<Consumed<'_>>>(raw.get()).ok())
