@@ -44,9 +44,8 @@ pub struct Item {
 impl Item {
     /// An item of `size` bytes (by DynamoDB's rules).
     pub fn new(attrs: &AttrMap, size: usize) -> Self {
-        let json = crate::attr_json::item_json(attrs);
         Item {
-            json: json.into_boxed_str(),
+            json: crate::attr_json::item_json(attrs),
             size,
         }
     }
