@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// A refused request.
 #[derive(Debug, Clone)]
@@ -99,11 +99,54 @@ pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     resp
 }
 
-/// `{"accepted": n}` plus extra fields.
+/// `{"accepted":n}`, with `"written":w` when known: written directly (no
+/// `serde_json::Value` map per request), the text serde_json would give.
 pub fn accepted(status: StatusCode, n: usize, written: Option<usize>) -> Response<Full<Bytes>> {
-    let mut body = json!({ "accepted": n });
-    if let (Some(w), Some(obj)) = (written, body.as_object_mut()) {
-        obj.insert("written".into(), Value::from(w));
+    let mut body = Vec::with_capacity(48);
+    body.extend_from_slice(br#"{"accepted":"#);
+    body.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    if let Some(w) = written {
+        body.extend_from_slice(br#","written":"#);
+        body.extend_from_slice(itoa::Buffer::new().format(w).as_bytes());
     }
-    json_response(status, &body)
+    body.push(b'}');
+    raw_json(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(resp: Response<Full<Bytes>>) -> Vec<u8> {
+        resp.into_body()
+            .collect()
+            .await
+            .expect("a full body")
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn accepted_is_the_text_serde_json_writes() {
+        for (n, written) in [
+            (0, None),
+            (1, Some(1)),
+            (500, Some(0)),
+            (usize::MAX, Some(usize::MAX)),
+        ] {
+            let resp = accepted(StatusCode::ACCEPTED, n, written);
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            let mut expected = serde_json::json!({ "accepted": n });
+            if let Some(w) = written {
+                expected["written"] = w.into();
+            }
+            assert_eq!(
+                body_of(resp).await,
+                serde_json::to_vec(&expected).expect("serializes"),
+                "{n} {written:?}"
+            );
+        }
+    }
 }
