@@ -45,13 +45,7 @@ pub struct ItemWriter {
 impl ItemWriter {
     /// A writer whose buffer starts with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity);
-        out.push(b'{');
-        Self {
-            out,
-            size: 0,
-            empty: true,
-        }
+        Self::reusing(Vec::with_capacity(capacity))
     }
 
     /// A writer into `buffer`, emptied first (its capacity is kept).

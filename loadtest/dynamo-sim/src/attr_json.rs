@@ -56,29 +56,23 @@ fn attr(out: &mut String, value: &Attr) {
         Attr::S(v) | Attr::N(v) | Attr::B(v) => string(out, v),
         Attr::Bool(v) | Attr::Null(v) => out.push_str(if *v { "true" } else { "false" }),
         Attr::M(m) => map(out, m),
-        Attr::L(list) => {
-            out.push('[');
-            for (i, a) in list.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                attr(out, a);
-            }
-            out.push(']');
-        }
-        Attr::Ss(v) | Attr::Ns(v) | Attr::Bs(v) => {
-            out.push('[');
-            for (i, s) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                string(out, s);
-            }
-            out.push(']');
-        }
+        Attr::L(list) => array(out, list, attr),
+        Attr::Ss(v) | Attr::Ns(v) | Attr::Bs(v) => array(out, v, |out, s| string(out, s)),
         Attr::Invalid(_) => {}
     }
     out.push('}');
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn array<T>(out: &mut String, items: &[T], write: impl Fn(&mut String, &T)) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item);
+    }
+    out.push(']');
 }
 
 /// A JSON string: copied between quotes when no byte needs an escape
