@@ -67,8 +67,7 @@ fn items(stream: &StreamSpec) -> Vec<Item> {
         .map(|e| {
             let m = map_event(stream, e, &[], &fill).expect("map");
             Item {
-                json: m.json,
-                key: m.key,
+                text: m.text,
                 size: m.size as u32,
                 stream: Arc::from("sensor"),
                 received: Instant::now(),
@@ -122,8 +121,7 @@ fn benches(c: &mut Criterion) {
                 items
                     .iter()
                     .map(|i| Item {
-                        json: i.json.clone(),
-                        key: i.key.clone(),
+                        text: i.text.clone(),
                         size: i.size,
                         stream: i.stream.clone(),
                         received: i.received,

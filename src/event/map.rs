@@ -16,7 +16,7 @@ use super::fields::{string_text, Fields, Kind, Raw};
 use super::number;
 use super::size::MAX_ITEM_BYTES;
 use super::typed::ItemWriter;
-use super::KeyId;
+use super::ItemText;
 use crate::config::{KeySpec, KeyType, ScalarType, SortKeySource, StreamSpec};
 
 /// DynamoDB's limits on key value sizes.
@@ -82,12 +82,11 @@ pub struct Fill<'a> {
     pub ttl: Option<(&'a str, &'a str)>,
 }
 
-/// A mapped event: the item's typed JSON, its key identity and size.
+/// A mapped event: the item's typed JSON and key identity, and its size.
 #[derive(Debug)]
 pub struct Mapped {
-    /// The item in DynamoDB's typed JSON ([`super::typed`]).
-    pub json: Box<[u8]>,
-    pub key: KeyId,
+    /// The item in DynamoDB's typed JSON ([`super::typed`]) and its key.
+    pub text: ItemText,
     /// Size by DynamoDB's rules, in bytes (at most 400 KB).
     pub size: usize,
 }
@@ -203,10 +202,9 @@ pub fn map_event(
     if size > MAX_ITEM_BYTES {
         return Err(MapError::TooLarge(size));
     }
-    let (json, size, buffer) = item.finish_copy();
+    let (buffer, size) = item.finish_in_place();
     let mapped = Mapped {
-        json,
-        key: KeyId::new(key.as_str().into()),
+        text: ItemText::new(&buffer, &key),
         size,
     };
     if buffer.capacity() <= MAX_KEPT_SCRATCH {
@@ -408,7 +406,7 @@ mod tests {
     }
 
     fn attrs(m: &Mapped) -> HashMap<String, AttributeValue> {
-        crate::event::typed::parse_item(&m.json).expect("typed json")
+        crate::event::typed::parse_item(m.text.json()).expect("typed json")
     }
 
     fn json(t: &str) -> Value {
@@ -433,7 +431,7 @@ mod tests {
         assert_eq!(a["humidity"], AttributeValue::N("67".into()));
         assert_eq!(a["device_id"], AttributeValue::S("D001".into()));
         assert_eq!(m.size, crate::event::size::item_size(&a));
-        assert_eq!(&*m.key, "D001\u{0}0.1732761600123e13");
+        assert_eq!(m.text.key(), "D001\u{0}0.1732761600123e13");
     }
 
     #[test]
@@ -445,7 +443,7 @@ mod tests {
         let small = r#"{"device_id":"D1","t":20}"#;
         let fresh = std::thread::spawn(move || {
             let m = map_event(&stream("sensor"), json(small), &[]).expect("ok");
-            (m.json, m.key.to_string())
+            (m.text.json().to_vec(), m.text.key().to_owned())
         })
         .join()
         .expect("thread");
@@ -473,7 +471,7 @@ mod tests {
         );
         for _ in 0..2 {
             let m = map_event(&stream("sensor"), json(small), &[]).expect("ok");
-            assert_eq!((m.json, m.key.to_string()), fresh);
+            assert_eq!((m.text.json().to_vec(), m.text.key().to_owned()), fresh);
         }
     }
 
@@ -499,7 +497,7 @@ mod tests {
             let canonical = number::normalize(&stamp.to_string())
                 .expect("valid")
                 .canonical();
-            assert_eq!(&*m.key, format!("D1\u{0}{canonical}"), "{stamp}");
+            assert_eq!(m.text.key(), format!("D1\u{0}{canonical}"), "{stamp}");
         }
     }
 
@@ -550,7 +548,7 @@ mod tests {
         assert_eq!(a["quantity"], AttributeValue::N("1".into()));
         assert_eq!(a["price"], AttributeValue::N("10".into()));
         assert_eq!(a["name"], AttributeValue::S("Book".into()));
-        assert_eq!(&*m.key, "U123\u{0}P101");
+        assert_eq!(m.text.key(), "U123\u{0}P101");
         let e = map_event(
             &stream("cart"),
             Value::Object(Map::new()),
@@ -602,14 +600,14 @@ mod tests {
         let s = stream("sensor");
         let a = map_event(&s, json(r#"{"device_id":"D","timestamp":1}"#), &[]).expect("ok");
         let b = map_event(&s, json(r#"{"device_id":"D","timestamp":1.0}"#), &[]).expect("ok");
-        assert_eq!(a.key, b.key);
+        assert_eq!(a.text.key(), b.text.key());
         let sk = KeySpec {
             name: "timestamp".into(),
             kind: KeyType::N,
         };
         assert_eq!(
             &*key_id(&attrs(&a), &s.partition_key, Some(&sk)),
-            &*a.key,
+            a.text.key(),
             "the response side computes the same identity"
         );
     }
@@ -653,6 +651,6 @@ mod tests {
         };
         let m = with_fill(&s, r#"{"device_id":"D9"}"#, &[], &fill).expect("ok");
         assert_eq!(*seen.borrow(), ["D9"]);
-        assert_eq!(&*m.key, "D9\u{0}0.7e1");
+        assert_eq!(m.text.key(), "D9\u{0}0.7e1");
     }
 }

@@ -133,11 +133,12 @@ impl ItemWriter {
         (self.out.into_boxed_slice(), self.size)
     }
 
-    /// The item's typed JSON copied out at its exact size, its size, and
-    /// the buffer for the next item's [`Self::reusing`].
-    pub fn finish_copy(mut self) -> (Box<[u8]>, usize, Vec<u8>) {
+    /// The buffer holding the item's whole typed JSON, and its size: the
+    /// caller copies the JSON out and hands the buffer to the next item's
+    /// [`Self::reusing`].
+    pub fn finish_in_place(mut self) -> (Vec<u8>, usize) {
         self.out.push(b'}');
-        (Box::from(&self.out[..]), self.size, self.out)
+        (self.out, self.size)
     }
 }
 

@@ -56,9 +56,13 @@ impl BatchBuilder {
     /// Adds an item; returns a finished batch when one is complete.
     pub fn push(&mut self, mut item: Item) -> Option<Batch> {
         let mut done = None;
-        // At most 25 items, so a scan beats a map; key ids compare their
+        // At most 25 items, so a scan beats a map; keys compare their
         // stored hashes first (no key copied, nothing hashed again).
-        let held = self.current.items.iter().position(|it| it.key == item.key);
+        let held = self
+            .current
+            .items
+            .iter()
+            .position(|it| it.text.same_key(&item.text));
         if let Some(i) = held {
             let grown =
                 self.current.bytes - self.current.items[i].size as usize + item.size as usize;
@@ -303,11 +307,11 @@ mod tests {
 
     #[test]
     fn keys_sharing_a_hash_stay_apart_and_each_collapses_with_itself() {
-        use crate::event::KeyId;
+        use crate::event::ItemText;
         let mut b = BatchBuilder::new(25, 1 << 24);
         let with = |text: &str, size: u32, stream: &str| {
             let mut it = item(text, size);
-            it.key = KeyId::with_hash(text, 7);
+            it.text = ItemText::with_hash(b"{}", text, 7);
             it.stream = stream.into();
             it
         };
@@ -344,10 +348,10 @@ mod tests {
                 prop_assert!(batch.items.len() <= 25);
                 prop_assert!(batch.bytes <= max_bytes);
                 prop_assert_eq!(batch.bytes, batch.items.iter().map(|i| i.size as usize).sum::<usize>());
-                let keys: HashSet<_> = batch.items.iter().map(|i| i.key.clone()).collect();
+                let keys: HashSet<_> = batch.items.iter().map(|i| i.key()).collect();
                 prop_assert_eq!(keys.len(), batch.items.len());
                 for it in &batch.items {
-                    seen.insert(it.key.to_string(), it.stream.parse().expect("index"));
+                    seen.insert(it.key().to_owned(), it.stream.parse().expect("index"));
                     total += 1;
                 }
             }

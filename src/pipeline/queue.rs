@@ -183,8 +183,7 @@ pub(crate) mod tests {
 
     pub(crate) fn item(key: &str, size: u32) -> Item {
         Item {
-            json: Box::from(&b"{}"[..]),
-            key: key.into(),
+            text: crate::event::ItemText::new(b"{}", key),
             size,
             stream: "s".into(),
             received: Instant::now(),

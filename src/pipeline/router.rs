@@ -285,8 +285,7 @@ impl StreamRoute {
             let mapped = map::map_event(&self.spec, event, context, &fill)
                 .map_err(|error| IngestError::Invalid { index, error })?;
             items.push(Item {
-                json: mapped.json,
-                key: mapped.key,
+                text: mapped.text,
                 size: mapped.size as u32,
                 stream: self.spec.name.clone(),
                 received: now,

@@ -176,7 +176,7 @@ impl DeadLetter {
                 "reason": reason.label(),
                 "message": message,
                 // Typed JSON written by the gateway itself: it parses.
-                "item": serde_json::from_slice::<serde_json::Value>(&item.json)
+                "item": serde_json::from_slice::<serde_json::Value>(item.json())
                     .unwrap_or_else(|e| json!({ "unreadable": e.to_string() })),
             });
             // Writing JSON into a Vec cannot fail.

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::event::typed::attrs_from_typed;
-use crate::event::{size, Item, KeyId};
+use crate::event::{size, Item, ItemText};
 
 /// A payload that does not decode (a bug or a foreign file: its checksum was fine).
 #[derive(Debug, thiserror::Error)]
@@ -26,16 +26,18 @@ pub struct Decoded {
 /// One item of a record, as the router mapped it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedItem {
-    pub key: KeyId,
-    /// Typed JSON, as in [`Item::json`].
-    pub json: Box<[u8]>,
+    /// Typed JSON and key, as in [`Item::text`].
+    pub text: ItemText,
     /// Size by DynamoDB's rules.
     pub size: usize,
 }
 
 /// Encodes one request's items (each item's typed JSON copied as it is).
 pub fn encode(time_ms: u64, stream: &str, items: &[Item]) -> Vec<u8> {
-    let estimate: usize = items.iter().map(|i| i.json.len() + i.key.len() + 16).sum();
+    let estimate: usize = items
+        .iter()
+        .map(|i| i.text.json().len() + i.text.key().len() + 16)
+        .sum();
     let mut out = Vec::with_capacity(8 + 16 + stream.len() + estimate);
     out.extend_from_slice(&time_ms.to_le_bytes());
     // Writing JSON strings into a Vec cannot fail.
@@ -47,9 +49,9 @@ pub fn encode(time_ms: u64, stream: &str, items: &[Item]) -> Vec<u8> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"k\":");
-        let _ = serde_json::to_writer(&mut out, &*it.key);
+        let _ = serde_json::to_writer(&mut out, it.key());
         out.extend_from_slice(b",\"a\":");
-        out.extend_from_slice(&it.json);
+        out.extend_from_slice(it.json());
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
@@ -85,8 +87,7 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
             };
             let json = serde_json::to_vec(typed).map_err(|e| DecodeError(e.to_string()))?;
             Ok(DecodedItem {
-                key: KeyId::from(key),
-                json: json.into_boxed_slice(),
+                text: ItemText::new(&json, key),
                 size: size::item_size(&attrs),
             })
         })
@@ -140,8 +141,7 @@ mod tests {
         let json =
             serde_json::to_vec(&crate::event::attr::item_to_typed_json(&attrs)).expect("json");
         let item = Item {
-            json: json.into_boxed_slice(),
-            key: "d-1\u{0}1732761600123".into(),
+            text: ItemText::new(&json, "d-1\u{0}1732761600123"),
             size: 100,
             stream: Arc::from("sensor"),
             received: Instant::now(),
@@ -152,8 +152,8 @@ mod tests {
         assert_eq!(d.time_ms, 42);
         assert_eq!(d.stream, "sensor");
         assert_eq!(d.items.len(), 1);
-        assert_eq!(&*d.items[0].key, "d-1\u{0}1732761600123");
-        assert_eq!(parse_item(&d.items[0].json).expect("typed"), attrs);
+        assert_eq!(d.items[0].text.key(), "d-1\u{0}1732761600123");
+        assert_eq!(parse_item(d.items[0].text.json()).expect("typed"), attrs);
         assert_eq!(d.items[0].size, size::item_size(&attrs));
     }
 

@@ -134,8 +134,7 @@ impl Feeder {
             .iter()
             .map(|it| Item {
                 size: it.size as u32,
-                json: it.json.clone(),
-                key: it.key.clone(),
+                text: it.text.clone(),
                 stream: stream.clone(),
                 received: now,
                 acks: smallvec::smallvec![ack.clone()],

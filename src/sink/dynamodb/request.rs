@@ -24,7 +24,7 @@ pub fn write_requests(items: &[Item]) -> Result<Vec<WriteRequest>, WriteError> {
         .iter()
         .map(|item| {
             let invalid = |message: String| WriteError::Validation { message };
-            let attrs = typed::parse_item(&item.json).map_err(|e| invalid(e.to_string()))?;
+            let attrs = typed::parse_item(item.json()).map_err(|e| invalid(e.to_string()))?;
             let put = PutRequest::builder()
                 .set_item(Some(attrs))
                 .build()
@@ -65,7 +65,7 @@ pub fn match_unprocessed(
     let by_key: HashMap<&str, usize> = items
         .iter()
         .enumerate()
-        .map(|(i, it)| (&*it.key, i))
+        .map(|(i, it)| (it.key(), i))
         .collect();
     let mut out = Vec::new();
     for id in returned {

@@ -454,7 +454,7 @@ mod tests {
             _table: &TableSpec,
             items: &[Item],
         ) -> Result<WriteOutcome, WriteError> {
-            let keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
+            let keys: Vec<String> = items.iter().map(|i| i.key().to_owned()).collect();
             self.calls.lock().expect("lock").push(keys.clone());
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
@@ -688,7 +688,7 @@ mod tests {
     async fn a_bad_item_is_isolated_and_dead_lettered_the_rest_written() {
         let fake = Scripted {
             rule: Some(|items| {
-                if items.iter().any(|i| &*i.key == "bad") {
+                if items.iter().any(|i| i.key() == "bad") {
                     Err(WriteError::Validation {
                         message: "One or more parameter values were invalid".into(),
                     })

@@ -183,7 +183,10 @@ impl BatchWrite for TableWriter {
     async fn write(&self, table: &TableSpec, items: &[Item]) -> Result<WriteOutcome, WriteError> {
         match self {
             TableWriter::Direct(w) => w.write(table, items).await,
-            TableWriter::Sdk(w) => w.write(table, items).await,
+            // Boxed: the SDK's call future is many kilobytes, and inline it
+            // would size every batch's task by it, copied whole at each
+            // spawn, though the default path never uses it.
+            TableWriter::Sdk(w) => Box::pin(w.write(table, items)).await,
         }
     }
 }

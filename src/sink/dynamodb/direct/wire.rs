@@ -28,7 +28,7 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// `ReturnConsumedCapacity: TOTAL`. Each item's typed JSON was written at
 /// intake and is copied as it is.
 pub fn request_body(table: &str, items: &[Item]) -> Vec<u8> {
-    let estimate: usize = items.iter().map(|i| i.json.len() + 32).sum();
+    let estimate: usize = items.iter().map(|i| i.json().len() + 32).sum();
     let mut out = Vec::with_capacity(estimate + 96 + table.len());
     out.extend_from_slice(b"{\"RequestItems\":{");
     // serde_json's escaping of a &str into a Vec cannot fail.
@@ -39,7 +39,7 @@ pub fn request_body(table: &str, items: &[Item]) -> Vec<u8> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"PutRequest\":{\"Item\":");
-        out.extend_from_slice(&item.json);
+        out.extend_from_slice(item.json());
         out.extend_from_slice(b"}}");
     }
     out.extend_from_slice(b"]},\"ReturnConsumedCapacity\":\"TOTAL\"}");
@@ -174,6 +174,7 @@ pub fn error(status: u16, error_type_header: Option<&str>, body: &[u8]) -> Write
 mod tests {
     use super::*;
     use crate::config::{KeySpec, KeyType, TableSpec};
+    use crate::event::ItemText;
     use aws_sdk_dynamodb::primitives::Blob;
     use std::sync::Arc;
     use std::time::Instant;
@@ -182,8 +183,7 @@ mod tests {
         let json =
             serde_json::to_vec(&crate::event::attr::item_to_typed_json(&attrs)).expect("json");
         Item {
-            json: json.into_boxed_slice(),
-            key: key.into(),
+            text: ItemText::new(&json, key),
             size: 10,
             stream: Arc::from("s"),
             received: Instant::now(),
