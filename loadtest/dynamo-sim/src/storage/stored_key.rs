@@ -64,6 +64,11 @@ impl StoredKey {
         }
     }
 
+    /// The inline part of the order: a greater rank is a greater key.
+    pub fn rank(&self) -> u128 {
+        self.rank
+    }
+
     /// A partition key's [`KeyValue::stable_hash`] (Scan segments).
     pub fn partition_hash(&self) -> u64 {
         (self.rank >> HASH_SHIFT) as u64
