@@ -101,7 +101,23 @@ impl KeyPicker {
 
 /// The partition key value of index `i` in run `run_id`.
 pub fn key_name(run_id: &str, prefix: &str, i: u64) -> String {
-    format!("{run_id}-{prefix}{i:06}")
+    let mut out = String::with_capacity(run_id.len() + prefix.len() + 8);
+    push_key_name(&mut out, run_id, prefix, i);
+    out
+}
+
+/// Appends [`key_name`]'s text to `out` (`{run_id}-{prefix}{i:06}`),
+/// without `core::fmt`: the generator makes one per event.
+pub fn push_key_name(out: &mut String, run_id: &str, prefix: &str, i: u64) {
+    out.push_str(run_id);
+    out.push('-');
+    out.push_str(prefix);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(i);
+    for _ in digits.len()..6 {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 #[cfg(test)]
@@ -174,5 +190,8 @@ mod tests {
     #[test]
     fn key_names_carry_the_run_id() {
         assert_eq!(key_name("r1", "d", 42), "r1-d000042");
+        for i in [0, 7, 999_999, 1_000_000, 12_345_678_901, u64::MAX] {
+            assert_eq!(key_name("run", "u", i), format!("run-u{i:06}"));
+        }
     }
 }
