@@ -538,3 +538,144 @@ async fn a_stream_http_path_fills_keys_from_the_path() {
         "percent-decoded path segment"
     );
 }
+
+/// Sends `chunks` as one chunked request (no Content-Length) and returns
+/// the response's status and body. The connection closes after it.
+async fn post_chunked(
+    url: &str,
+    path: &str,
+    content_type: &str,
+    chunks: Vec<Vec<u8>>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("gateway URL");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    // Written beside the read: a refused body may be answered before all
+    // of it is sent. The write half is handed back, not dropped: dropping
+    // it half-closes the connection, and the gateway closes on that.
+    let writer = tokio::spawn(async move {
+        let sent = async {
+            write.write_all(head.as_bytes()).await?;
+            for chunk in chunks {
+                write
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                write.write_all(&chunk).await?;
+                write.write_all(b"\r\n").await?;
+                write.flush().await?;
+            }
+            write.write_all(b"0\r\n\r\n").await?;
+            write.flush().await
+        }
+        .await;
+        (write, sent)
+    });
+    let mut response = Vec::new();
+    let _ = read.read_to_end(&mut response).await;
+    drop(writer.await);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_many_frames_and_escaped_names_are_read_whole() {
+    let db = Dynalite::start();
+    let gw = Gateway::start(
+        &db.endpoint,
+        &[("max_body_bytes = \"16MiB\"", "max_body_bytes = \"1MiB\"")],
+        "",
+    );
+    let base = gw.url("");
+    // 300 events in chunks of 700 bytes, cut mid-line: each chunk is its own
+    // frame of the body, and the events only parse when joined in order.
+    let ndjson: String = (0..300)
+        .map(|i| {
+            format!(
+                "{{\"device_id\":\"C{:02}\",\"seq\":{i},\"note\":\"chunked\"}}\n",
+                i % 30
+            )
+        })
+        .collect();
+    let chunks: Vec<Vec<u8>> = ndjson.as_bytes().chunks(700).map(<[u8]>::to_vec).collect();
+    assert!(chunks.len() > 10);
+    let (status, body) = post_chunked(
+        &base,
+        "/v1/streams/sensor/events?ack=written",
+        "application/x-ndjson",
+        chunks,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+        serde_json::json!({"accepted": 300, "written": 300})
+    );
+    let c = dynamodb(&db.endpoint).await;
+    let c07 = query(&c, "IoTSensorData", "device_id", "C07").await;
+    assert_eq!(c07.len(), 10);
+    let mut seqs: Vec<String> = c07
+        .iter()
+        .map(|item| match &item["seq"] {
+            AttributeValue::N(n) => n.clone(),
+            other => panic!("seq is {other:?}"),
+        })
+        .collect();
+    seqs.sort_by_key(|s| s.parse::<u32>().expect("number"));
+    let want: Vec<String> = (0..10).map(|k| (7 + 30 * k).to_string()).collect();
+    assert_eq!(seqs, want);
+
+    // Without a Content-Length the limit is enforced as the frames come.
+    let chunks = vec![vec![b'x'; 64 * 1024]; 24];
+    let (status, body) = post_chunked(
+        &base,
+        "/v1/streams/sensor/events",
+        "application/json",
+        chunks,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("body_too_large"), "{body}");
+
+    // Escaped names: the stream in the path, a seed route's query fields.
+    let http = Http::default();
+    let r = http
+        .post_json(
+            &gw.url("/v1/streams/sen%73or/events?ack=written"),
+            r#"{"device_id":"ESC1","t":1}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        query(&c, "IoTSensorData", "device_id", "ESC1").await.len(),
+        1
+    );
+    let r = http
+        .request(
+            "POST",
+            &gw.url("/log_activity/?user_id=U%20X&action=log+in"),
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        r#"{"status":"success","user_id":"U X","action":"log in"}"#
+    );
+}

@@ -10,6 +10,7 @@
 // ApiError is built once per refused request; boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -40,8 +41,10 @@ enum Seed {
 }
 
 #[derive(Debug)]
-enum Route {
-    Generic(String),
+enum Route<'a> {
+    /// `/v1/streams/{stream}/events`, the stream's name percent-decoded
+    /// (borrowed from the path unless it had escapes).
+    Generic(Cow<'a, str>),
     Template(Arc<str>, Vec<(String, String)>),
     Seed(Seed),
 }
@@ -71,8 +74,11 @@ async fn route_and_ingest(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let route = resolve(state, req.method(), req.uri().path())?;
-    let caller = authenticate(state, &route, req.headers())?;
+    // The head is kept apart from the body so that the route, the stream's
+    // name and the query's fields borrow from it while the body is read.
+    let (head, body) = req.into_parts();
+    let route = resolve(state, &head.method, head.uri.path())?;
+    let caller = authenticate(state, &route, &head.headers)?;
     let client = state.client_rate.as_ref().map(|limiter| {
         (
             limiter,
@@ -86,21 +92,26 @@ async fn route_and_ingest(
             .charge(client, 1)
             .map_err(|e| rate_error(state, e))?;
     }
-    let mut context: Vec<(String, String)> = req
-        .uri()
+    // Borrowed from the query unless a field had escapes.
+    let mut context: Context<'_> = head
+        .uri
         .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| form_urlencoded::parse(q.as_bytes()).collect())
         .unwrap_or_default();
     let ack_param = take_param(&mut context, "ack");
-    let (stream, seed) = match &route {
-        Route::Generic(s) => (s.clone(), None),
+    let (stream, seed): (&str, _) = match &route {
+        Route::Generic(s) => (s, None),
         Route::Template(s, captures) => {
-            context.extend(captures.iter().cloned());
-            (s.to_string(), None)
+            context.extend(
+                captures
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))),
+            );
+            (s, None)
         }
-        Route::Seed(seed) => (seed_stream(*seed).to_owned(), Some(*seed)),
+        Route::Seed(seed) => (seed_stream(*seed), Some(*seed)),
     };
-    let Some(stream_route) = state.router.stream(&stream) else {
+    let Some(stream_route) = state.router.stream(stream) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_stream",
@@ -134,35 +145,33 @@ async fn route_and_ingest(
     let (body, format) = match seed {
         Some(Seed::LogActivity | Seed::AddToCart) => (Bytes::new(), None),
         _ => {
-            let format = body_format(req.headers().get(CONTENT_TYPE), seed.is_none())
-                .inspect_err(|_| reject(&stream, "unsupported_media_type"))?;
-            let body =
-                match tokio::time::timeout(state.body_read_timeout, read_body(req, state.max_body))
-                    .await
-                {
-                    Ok(body) => body.inspect_err(|e| {
-                        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                            reject(&stream, "body_too_large");
-                        }
-                    })?,
-                    Err(_) => {
-                        state.count_rejected("body_timeout");
-                        let mut e = ApiError::new(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "body_timeout",
-                            format!(
-                                "the body did not arrive within http.body_read_timeout ({:?})",
-                                state.body_read_timeout
-                            ),
-                        );
-                        e.close = true;
-                        return Err(e);
+            let format = body_format(head.headers.get(CONTENT_TYPE), seed.is_none())
+                .inspect_err(|_| reject(stream, "unsupported_media_type"))?;
+            let read = read_body(&head.headers, body, state.max_body);
+            let body = match tokio::time::timeout(state.body_read_timeout, read).await {
+                Ok(body) => body.inspect_err(|e| {
+                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                        reject(stream, "body_too_large");
                     }
-                };
+                })?,
+                Err(_) => {
+                    state.count_rejected("body_timeout");
+                    let mut e = ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        format!(
+                            "the body did not arrive within http.body_read_timeout ({:?})",
+                            state.body_read_timeout
+                        ),
+                    );
+                    e.close = true;
+                    return Err(e);
+                }
+            };
             // A full queue refuses the request before decoding it.
             state
                 .router
-                .refuse_if_full(&stream, ack, "http")
+                .refuse_if_full(stream, ack, "http")
                 .map_err(|e| ingest_error(e, &Positions::Single, state.retry_after_secs))?;
             (body, Some(format))
         }
@@ -172,7 +181,7 @@ async fn route_and_ingest(
         Some(format) => {
             let decoded = decode::decode(&body, format);
             let (events, positions) = decoded.map_err(|e| {
-                reject(&stream, e.reason());
+                reject(stream, e.reason());
                 decode_error(e)
             })?;
             if seed == Some(Seed::UploadData) && positions != Positions::Single {
@@ -200,7 +209,7 @@ async fn route_and_ingest(
     };
     let accepted_req = state
         .router
-        .ingest(&stream, events, &borrowed(&context), ack, "http")
+        .ingest(stream, events, &borrowed(&context), ack, "http")
         .map_err(|e| ingest_error(e, &positions, state.retry_after_secs))?;
     if let Some(wait) = accepted_req.spooled {
         wait.wait()
@@ -256,7 +265,7 @@ async fn route_and_ingest(
 }
 
 /// The stream a route writes.
-fn route_stream(route: &Route) -> &str {
+fn route_stream<'a>(route: &'a Route<'_>) -> &'a str {
     match route {
         Route::Generic(s) => s,
         Route::Template(s, _) => s,
@@ -338,7 +347,7 @@ fn generic_stream(path: &str) -> Option<&str> {
         .filter(|stream| !stream.contains('/'))
 }
 
-fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiError> {
+fn resolve<'a>(state: &HttpState, method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     let method_not_allowed = |allow: &'static str| {
         let mut e = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -352,7 +361,9 @@ fn resolve(state: &HttpState, method: &Method, path: &str) -> Result<Route, ApiE
         if method != Method::POST {
             return Err(method_not_allowed("POST"));
         }
-        return Ok(Route::Generic(percent_decode(stream)));
+        return Ok(Route::Generic(
+            percent_encoding::percent_decode_str(stream).decode_utf8_lossy(),
+        ));
     }
     if state.seed_routes {
         let seed = match path {
@@ -403,26 +414,26 @@ fn seed_stream(seed: Seed) -> &'static str {
     }
 }
 
+/// A request's context fields: query parameters, then path captures.
+type Context<'a> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); 4]>;
+
 /// The request's context fields as the router takes them (up to four
 /// inline, as a topic's captures: no allocation per request).
-fn borrowed(context: &[(String, String)]) -> SmallVec<[(&str, &str); 4]> {
-    context
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
+fn borrowed<'a>(context: &'a Context<'_>) -> SmallVec<[(&'a str, &'a str); 4]> {
+    context.iter().map(|(k, v)| (&**k, &**v)).collect()
 }
 
 /// The seed apps' exact response bodies (status 200, as FastAPI/Flask/Django answer).
 fn seed_response(
     seed: Seed,
-    context: &[(String, String)],
+    context: &Context<'_>,
     device_id: Option<String>,
 ) -> Response<Full<Bytes>> {
     let param = |name: &str| {
         let v = context
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
             .unwrap_or_default();
         serde_json::to_string(v).unwrap_or_default()
     };
@@ -448,7 +459,7 @@ fn seed_response(
     raw_json(StatusCode::OK, body.into_bytes())
 }
 
-fn take_param(context: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+fn take_param<'a>(context: &mut Context<'a>, name: &str) -> Option<Cow<'a, str>> {
     let i = context.iter().position(|(k, _)| k == name)?;
     Some(context.remove(i).1)
 }
@@ -502,7 +513,11 @@ fn body_format(
     ))
 }
 
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+async fn read_body(
+    headers: &hyper::HeaderMap,
+    mut body: Incoming,
+    max: usize,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         let mut e = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -512,16 +527,18 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError
         e.close = true;
         e
     };
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut body = req.into_body();
     if declared.is_some_and(|n| n > max as u64) {
         drain(&mut body, max).await;
         return Err(too_large());
     }
+    // A body that arrives in one frame is used as it is (no copy); a longer
+    // one is gathered into a buffer sized by its Content-Length (grown from
+    // empty, an 80 KB body was reallocated and copied about five times).
+    let mut first: Option<Bytes> = None;
     let mut collected = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -532,14 +549,24 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError
             )
         })?;
         if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > max {
+            let held = first.as_ref().map_or(collected.len(), Bytes::len);
+            if held + data.len() > max {
                 drain(&mut body, max).await;
                 return Err(too_large());
+            }
+            if first.is_none() && collected.is_empty() {
+                first = Some(data);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                let expected = declared.map_or(0, |n| n as usize).min(max);
+                collected.reserve(expected.max(first.len() + data.len()));
+                collected.extend_from_slice(&first);
             }
             collected.extend_from_slice(&data);
         }
     }
-    Ok(collected.freeze())
+    Ok(first.unwrap_or_else(|| collected.freeze()))
 }
 
 /// Reads and discards up to `limit` more bytes (for at most 5 s), so that a
