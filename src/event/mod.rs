@@ -38,14 +38,13 @@ use crate::pipeline::ack::Ack;
 #[derive(Clone)]
 pub struct ItemText {
     bytes: Box<[u8]>,
-    json_len: u32,
+    json_len: usize,
     hash: u64,
     partition_hash: u64,
 }
 
 impl ItemText {
-    /// Copies `json` and `key` into one block. `json` is at most an item's
-    /// size limit (400 KB, far below `u32::MAX`).
+    /// Copies `json` and `key` into one block.
     pub fn new(json: &[u8], key: &str) -> Self {
         let mut bytes = Vec::with_capacity(json.len() + key.len());
         bytes.extend_from_slice(json);
@@ -53,7 +52,7 @@ impl ItemText {
         let partition = key.bytes().position(|b| b == 0).unwrap_or(key.len());
         Self {
             bytes: bytes.into_boxed_slice(),
-            json_len: u32::try_from(json.len()).expect("an item's JSON is below 4 GiB"),
+            json_len: json.len(),
             hash: hash_str(key),
             partition_hash: hash_str(&key[..partition]),
         }
@@ -61,13 +60,13 @@ impl ItemText {
 
     /// The item in DynamoDB's typed JSON ([`typed`]).
     pub fn json(&self) -> &[u8] {
-        &self.bytes[..self.json_len as usize]
+        &self.bytes[..self.json_len]
     }
 
     /// The normalized primary key.
     pub fn key(&self) -> &str {
         // Only `new` fills `bytes`, with a `&str` after the JSON.
-        std::str::from_utf8(&self.bytes[self.json_len as usize..]).unwrap_or_default()
+        std::str::from_utf8(&self.bytes[self.json_len..]).unwrap_or_default()
     }
 
     /// [`hash_str`] of the key, computed once.
