@@ -15,6 +15,7 @@
 # whole run's).
 #
 # Usage: loadtest/scripts/ndjson-ab.sh ROUNDS "LG_A GW_A SIM_A" "LG_B GW_B SIM_B" [DURATION=10s]
+# (DURATION of at least 10s: loadgen's CPU is read at seconds 3 and 9.)
 #   e.g. loadtest/scripts/ndjson-ab.sh 4 "target/release/loadgen /tmp/gw-old target/release/dynamo-sim" \
 #          "target/release/loadgen target/release/dynamo-ingest target/release/dynamo-sim"
 set -euo pipefail
