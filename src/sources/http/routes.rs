@@ -99,17 +99,18 @@ async fn route_and_ingest(
         .map(|q| form_urlencoded::parse(q.as_bytes()).collect())
         .unwrap_or_default();
     let ack_param = take_param(&mut context, "ack");
-    let (stream, seed): (&str, _) = match &route {
-        Route::Generic(s) => (s, None),
-        Route::Template(s, captures) => {
+    let stream = route_stream(&route);
+    let seed = match &route {
+        Route::Template(_, captures) => {
             context.extend(
                 captures
                     .iter()
                     .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))),
             );
-            (s, None)
+            None
         }
-        Route::Seed(seed) => (seed_stream(*seed), Some(*seed)),
+        Route::Seed(seed) => Some(*seed),
+        Route::Generic(_) => None,
     };
     let Some(stream_route) = state.router.stream(stream) else {
         return Err(ApiError::new(
@@ -361,9 +362,7 @@ fn resolve<'a>(state: &HttpState, method: &Method, path: &'a str) -> Result<Rout
         if method != Method::POST {
             return Err(method_not_allowed("POST"));
         }
-        return Ok(Route::Generic(
-            percent_encoding::percent_decode_str(stream).decode_utf8_lossy(),
-        ));
+        return Ok(Route::Generic(percent_decode(stream)));
     }
     if state.seed_routes {
         let seed = match path {
@@ -388,7 +387,7 @@ fn resolve<'a>(state: &HttpState, method: &Method, path: &'a str) -> Result<Rout
             }
             let captures = captures
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+                .map(|(k, v)| (k.to_owned(), percent_decode(v).into_owned()))
                 .collect();
             return Ok(Route::Template(stream.clone(), captures));
         }
@@ -400,10 +399,9 @@ fn resolve<'a>(state: &HttpState, method: &Method, path: &'a str) -> Result<Rout
     ))
 }
 
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+/// `s` percent-decoded (borrowed unless it had escapes).
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
 }
 
 fn seed_stream(seed: Seed) -> &'static str {
