@@ -5,11 +5,17 @@
 //! on the BatchWriteItem hot path that allocation churn dominated CPU. An
 //! `AttrMap` is a flat `Vec` of (name, value).
 //!
+//! Strings borrow from the request text when they need no unescaping
+//! (nearly all of them): a BatchWriteItem item is parsed, checked, sized
+//! and written into its stored text without an allocation per attribute
+//! name and value. Values parsed from a `serde_json::Value` own theirs.
+//!
 //! Deserialization is lenient about DynamoDB-level mistakes: an empty or
 //! multi-typed value becomes `Attr::Invalid(message)` so the operation can
 //! answer a ValidationException with DynamoDB's text; only JSON of the wrong
 //! JSON type fails to parse (SerializationException, as DynamoDB).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{IgnoredAny, MapAccess, Visitor};
@@ -20,36 +26,40 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 
+/// A string of an attribute value or name: borrowed from the request text
+/// when it had no escapes, else owned.
+pub type Text<'a> = Cow<'a, str>;
+
 /// One attribute value. B and BS keep the base64 text from the wire.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Attr {
+pub enum Attr<'a> {
     /// String.
-    S(String),
+    S(Text<'a>),
     /// Number (exact text).
-    N(String),
+    N(Text<'a>),
     /// Binary (base64 text).
-    B(String),
+    B(Text<'a>),
     /// Boolean.
     Bool(bool),
     /// Null (the wire value must be `true`).
     Null(bool),
     /// Map.
-    M(AttrMap),
+    M(AttrMap<'a>),
     /// List.
-    L(Vec<Attr>),
+    L(Vec<Attr<'a>>),
     /// String set.
-    Ss(Vec<String>),
+    Ss(Vec<Text<'a>>),
     /// Number set.
-    Ns(Vec<String>),
+    Ns(Vec<Text<'a>>),
     /// Binary set (base64 texts).
-    Bs(Vec<String>),
+    Bs(Vec<Text<'a>>),
     /// Not a valid AttributeValue; the message says why. Never stored.
     Invalid(&'static str),
 }
 
 /// An item or key: attributes in wire order, names unique.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AttrMap(pub Vec<(String, Attr)>);
+pub struct AttrMap<'a>(pub Vec<(Text<'a>, Attr<'a>)>);
 
 /// DynamoDB's message for `{}`.
 pub const EMPTY_VALUE: &str =
@@ -57,9 +67,9 @@ pub const EMPTY_VALUE: &str =
 /// DynamoDB's message for `{"S": .., "N": ..}`.
 pub const MULTI_VALUE: &str = "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes";
 
-impl AttrMap {
+impl<'a> AttrMap<'a> {
     /// The attribute called `name`.
-    pub fn get(&self, name: &str) -> Option<&Attr> {
+    pub fn get(&self, name: &str) -> Option<&Attr<'a>> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
@@ -77,14 +87,16 @@ impl AttrMap {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
 
-    /// From wire JSON (already parsed).
-    pub fn from_json(v: Value) -> ApiResult<AttrMap> {
-        serde_json::from_value(v).map_err(|e| ApiError::Serialization(e.to_string()))
+impl AttrMap<'static> {
+    /// From wire JSON (already parsed); the strings are moved out of `v`.
+    pub fn from_json(v: Value) -> ApiResult<AttrMap<'static>> {
+        AttrMap::deserialize(v).map_err(|e| ApiError::Serialization(e.to_string()))
     }
 }
 
-impl Attr {
+impl<'a> Attr<'a> {
     /// The wire type tag (`S`, `N`, `M`, ...).
     pub fn tag(&self) -> &'static str {
         match self {
@@ -102,8 +114,8 @@ impl Attr {
         }
     }
 
-    /// From wire JSON (already parsed).
-    pub fn from_json(v: &Value) -> ApiResult<Attr> {
+    /// From wire JSON (already parsed), borrowing its strings.
+    pub fn from_json(v: &'a Value) -> ApiResult<Attr<'a>> {
         Attr::deserialize(v).map_err(|e| ApiError::Serialization(e.to_string()))
     }
 }
@@ -155,30 +167,73 @@ impl<'de> Deserialize<'de> for Tag {
     }
 }
 
+/// A string that borrows from the input when the deserializer can lend it
+/// (serde_json does for strings without escapes), else is copied.
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// [`Text`] as a `Deserialize` type (serde's own `Cow` impl always copies).
+struct Lent<'a>(Text<'a>);
+
+impl<'de> Deserialize<'de> for Lent<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor).map(Lent)
+    }
+}
+
+/// A JSON array of strings, each lent where possible.
+struct LentList<'a>(Vec<Text<'a>>);
+
+impl<'de> Deserialize<'de> for LentList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list: Vec<Lent<'de>> = Vec::deserialize(d)?;
+        Ok(LentList(list.into_iter().map(|t| t.0).collect()))
+    }
+}
+
 struct AttrVisitor;
 
 impl<'de> Visitor<'de> for AttrVisitor {
-    type Value = Attr;
+    type Value = Attr<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a DynamoDB AttributeValue object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr<'de>, A::Error> {
         let mut found: Option<Attr> = None;
         let mut many = false;
         while let Some(tag) = map.next_key::<Tag>()? {
             let v = match tag {
-                Tag::S => Attr::S(map.next_value()?),
-                Tag::N => Attr::N(map.next_value()?),
-                Tag::B => Attr::B(map.next_value()?),
+                Tag::S => Attr::S(map.next_value::<Lent>()?.0),
+                Tag::N => Attr::N(map.next_value::<Lent>()?.0),
+                Tag::B => Attr::B(map.next_value::<Lent>()?.0),
                 Tag::Bool => Attr::Bool(map.next_value()?),
                 Tag::Null => Attr::Null(map.next_value()?),
                 Tag::M => Attr::M(map.next_value()?),
                 Tag::L => Attr::L(map.next_value()?),
-                Tag::Ss => Attr::Ss(map.next_value()?),
-                Tag::Ns => Attr::Ns(map.next_value()?),
-                Tag::Bs => Attr::Bs(map.next_value()?),
+                Tag::Ss => Attr::Ss(map.next_value::<LentList>()?.0),
+                Tag::Ns => Attr::Ns(map.next_value::<LentList>()?.0),
+                Tag::Bs => Attr::Bs(map.next_value::<LentList>()?.0),
                 Tag::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
@@ -197,7 +252,7 @@ impl<'de> Visitor<'de> for AttrVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for Attr {
+impl<'de: 'a, 'a> Deserialize<'de> for Attr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(AttrVisitor)
     }
@@ -206,16 +261,16 @@ impl<'de> Deserialize<'de> for Attr {
 struct MapVisitor;
 
 impl<'de> Visitor<'de> for MapVisitor {
-    type Value = AttrMap;
+    type Value = AttrMap<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a map of attribute names to AttributeValues")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrMap, A::Error> {
-        let mut out: Vec<(String, Attr)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(name) = map.next_key::<String>()? {
-            let v: Attr = map.next_value()?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrMap<'de>, A::Error> {
+        let mut out: Vec<(Text<'de>, Attr<'de>)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(Lent(name)) = map.next_key::<Lent>()? {
+            let v: Attr<'de> = map.next_value()?;
             // Duplicate JSON keys: the last one wins, as in DynamoDB's parser.
             match out.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = v,
@@ -226,32 +281,32 @@ impl<'de> Visitor<'de> for MapVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for AttrMap {
+impl<'de: 'a, 'a> Deserialize<'de> for AttrMap<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(MapVisitor)
     }
 }
 
-struct StrSet<'a>(&'a [String]);
+struct StrSet<'a, 'b>(&'a [Text<'b>]);
 
-impl Serialize for StrSet<'_> {
+impl Serialize for StrSet<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for v in self.0 {
-            seq.serialize_element(v)?;
+            seq.serialize_element(v.as_ref())?;
         }
         seq.end()
     }
 }
 
-impl Serialize for Attr {
+impl Serialize for Attr<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if let Attr::Invalid(_) = self {
             return s.serialize_map(Some(0))?.end();
         }
         let mut m = s.serialize_map(Some(1))?;
         match self {
-            Attr::S(v) | Attr::N(v) | Attr::B(v) => m.serialize_entry(self.tag(), v)?,
+            Attr::S(v) | Attr::N(v) | Attr::B(v) => m.serialize_entry(self.tag(), v.as_ref())?,
             Attr::Bool(v) | Attr::Null(v) => m.serialize_entry(self.tag(), v)?,
             Attr::M(v) => m.serialize_entry("M", v)?,
             Attr::L(v) => m.serialize_entry("L", v)?,
@@ -262,11 +317,11 @@ impl Serialize for Attr {
     }
 }
 
-impl Serialize for AttrMap {
+impl Serialize for AttrMap<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k.as_ref(), v)?;
         }
         m.end()
     }
@@ -292,6 +347,55 @@ mod tests {
         let m = AttrMap::from_json(wire.clone()).expect("parses");
         assert_eq!(m.get("n"), Some(&Attr::N("1.50".into())));
         assert_eq!(m.to_json(), wire);
+    }
+
+    #[test]
+    fn strings_without_escapes_borrow_from_the_request_text() {
+        let text = r#"{"plain": {"S": "abc"}, "esc\"aped": {"S": "a\nb"},
+            "set": {"SS": ["x", "y\\z"]}, "m": {"M": {"k": {"N": "1.5"}}}}"#;
+        let m: AttrMap = serde_json::from_str(text).expect("parses");
+        let names: Vec<&Text> = m.0.iter().map(|(n, _)| n).collect();
+        assert!(matches!(
+            names[..],
+            [
+                Cow::Borrowed("plain"),
+                Cow::Owned(_),
+                Cow::Borrowed("set"),
+                Cow::Borrowed("m")
+            ]
+        ));
+        assert_eq!(names[1], "esc\"aped");
+        assert!(matches!(
+            m.get("plain"),
+            Some(Attr::S(Cow::Borrowed("abc")))
+        ));
+        match m.get("esc\"aped") {
+            Some(Attr::S(Cow::Owned(s))) => assert_eq!(s, "a\nb"),
+            other => panic!("escaped value not unescaped into its own string: {other:?}"),
+        }
+        match m.get("set") {
+            Some(Attr::Ss(v)) => {
+                assert!(matches!(v[..], [Cow::Borrowed("x"), Cow::Owned(_)]));
+                assert_eq!(v[1], "y\\z");
+            }
+            other => panic!("string set: {other:?}"),
+        }
+        match m.get("m") {
+            Some(Attr::M(inner)) => {
+                assert!(matches!(
+                    inner.get("k"),
+                    Some(Attr::N(Cow::Borrowed("1.5")))
+                ))
+            }
+            other => panic!("map: {other:?}"),
+        }
+        // From a parsed `Value` (its keys sorted) the strings are owned.
+        let owned = AttrMap::from_json(serde_json::from_str(text).expect("json")).expect("parses");
+        assert_eq!(owned.len(), m.len());
+        for (name, value) in &m.0 {
+            assert_eq!(owned.get(name), Some(value));
+        }
+        assert!(owned.0.iter().all(|(n, _)| matches!(n, Cow::Owned(_))));
     }
 
     #[test]

@@ -96,6 +96,7 @@ fn string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::Text;
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {
@@ -121,21 +122,25 @@ mod tests {
         ]
     }
 
-    fn attr() -> impl Strategy<Value = Attr> {
+    fn texts(each: impl Strategy<Value = String>) -> impl Strategy<Value = Vec<Text<'static>>> {
+        proptest::collection::vec(each, 0..3).prop_map(|v| v.into_iter().map(Text::from).collect())
+    }
+
+    fn attr() -> impl Strategy<Value = Attr<'static>> {
         let leaf = prop_oneof![
-            text().prop_map(Attr::S),
-            "-?[0-9]{1,5}(\\.[0-9]{1,3})?".prop_map(Attr::N),
-            "[A-Za-z0-9+/]{0,8}={0,2}".prop_map(Attr::B),
+            text().prop_map(|s| Attr::S(s.into())),
+            "-?[0-9]{1,5}(\\.[0-9]{1,3})?".prop_map(|s| Attr::N(s.into())),
+            "[A-Za-z0-9+/]{0,8}={0,2}".prop_map(|s| Attr::B(s.into())),
             any::<bool>().prop_map(Attr::Bool),
             any::<bool>().prop_map(Attr::Null),
-            proptest::collection::vec(text(), 0..3).prop_map(Attr::Ss),
-            proptest::collection::vec("[0-9]{1,3}", 0..3).prop_map(Attr::Ns),
-            proptest::collection::vec("[A-Za-z0-9]{0,4}", 0..3).prop_map(Attr::Bs),
+            texts(text()).prop_map(Attr::Ss),
+            texts("[0-9]{1,3}".prop_map(String::from)).prop_map(Attr::Ns),
+            texts("[A-Za-z0-9]{0,4}".prop_map(String::from)).prop_map(Attr::Bs),
             Just(Attr::Invalid("never stored")),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
-                proptest::collection::vec((text(), inner.clone()), 0..4)
+                proptest::collection::vec((text().prop_map(Text::from), inner.clone()), 0..4)
                     .prop_map(|fields| Attr::M(AttrMap(fields))),
                 proptest::collection::vec(inner, 0..4).prop_map(Attr::L),
             ]
@@ -147,7 +152,7 @@ mod tests {
         /// reused buffer leaves nothing of the item before.
         #[test]
         fn the_stored_text_is_what_serde_json_writes(
-            fields in proptest::collection::vec((text(), attr()), 0..6)
+            fields in proptest::collection::vec((text().prop_map(Text::from), attr()), 0..6)
         ) {
             let attrs = AttrMap(fields);
             let expected = serde_json::to_string(&attrs).expect("serializes");

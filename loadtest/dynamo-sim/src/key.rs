@@ -57,10 +57,23 @@ pub struct Decimal {
     exp: i64,
 }
 
+/// `text` without surrounding whitespace. A number's text nearly always
+/// starts and ends with a visible ASCII character, which `str::trim` would
+/// not remove: it is returned as it is (`trim` decodes characters from both
+/// ends, about a fifth of the simulator's number checks).
+fn trimmed(text: &str) -> &str {
+    let visible = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    if visible(text.as_bytes().first()) && visible(text.as_bytes().last()) {
+        text
+    } else {
+        text.trim()
+    }
+}
+
 impl Decimal {
     /// Parse DynamoDB's number text (`-12.5e3`, `0.001`, `7`).
     pub fn parse(text: &str) -> Option<Decimal> {
-        let t = text.trim();
+        let t = trimmed(text);
         let (negative, rest) = match t.as_bytes().first()? {
             b'-' => (true, &t[1..]),
             b'+' => (false, &t[1..]),
@@ -117,7 +130,7 @@ impl Decimal {
     /// Significant digits of a number's text without building it, or None
     /// if the text is not a number (size rules need only the count).
     pub fn count_significant(text: &str) -> Option<usize> {
-        let t = text.trim();
+        let t = trimmed(text);
         let t = t.strip_prefix(['-', '+']).unwrap_or(t);
         // One pass over the mantissa; the exponent after `e`/`E` must be
         // an integer (its value does not change the count).
@@ -354,9 +367,9 @@ fn prefix15(bytes: &[u8]) -> u128 {
 /// DynamoDB message for its context).
 pub fn scalar_of_type(value: &Attr, ty: KeyType) -> ApiResult<Option<KeyValue>> {
     match (ty, value) {
-        (KeyType::S, Attr::S(s)) => Ok(Some(KeyValue::S(s.clone()))),
+        (KeyType::S, Attr::S(s)) => Ok(Some(KeyValue::S(s.to_string()))),
         (KeyType::N, Attr::N(text)) => match Decimal::parse(text) {
-            Some(d) if d.significant_digits() <= 38 => Ok(Some(KeyValue::N(d, text.clone()))),
+            Some(d) if d.significant_digits() <= 38 => Ok(Some(KeyValue::N(d, text.to_string()))),
             Some(_) => Err(ApiError::validation(
                 "Attempting to store more than 38 significant digits in a Number",
             )),
@@ -364,13 +377,14 @@ pub fn scalar_of_type(value: &Attr, ty: KeyType) -> ApiResult<Option<KeyValue>> 
                 "A value provided cannot be converted into a number",
             )),
         },
-        (KeyType::B, Attr::B(text)) => match base64::engine::general_purpose::STANDARD.decode(text)
-        {
-            Ok(b) => Ok(Some(KeyValue::B(b))),
-            Err(_) => Err(ApiError::validation(
-                "One or more parameter values were invalid: Binary value is not valid base64",
-            )),
-        },
+        (KeyType::B, Attr::B(text)) => {
+            match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                Ok(b) => Ok(Some(KeyValue::B(b))),
+                Err(_) => Err(ApiError::validation(
+                    "One or more parameter values were invalid: Binary value is not valid base64",
+                )),
+            }
+        }
         (_, Attr::Invalid(msg)) => Err(ApiError::validation(*msg)),
         _ => Ok(None),
     }
@@ -388,6 +402,25 @@ pub(crate) mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::parse(s).expect("valid decimal")
+    }
+
+    #[test]
+    fn numbers_are_trimmed_like_str_trim() {
+        for text in [
+            "7",
+            " 7",
+            "7 ",
+            "\t-1.5e3\n",
+            "\u{a0}2\u{a0}",
+            "",
+            " ",
+            "x",
+            "\u{3000}",
+        ] {
+            assert_eq!(trimmed(text), text.trim(), "{text:?}");
+        }
+        assert_eq!(Decimal::count_significant(" 12.50 "), Some(3));
+        assert_eq!(Decimal::parse("\u{a0}1e2"), Decimal::parse("100"));
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn value_size(value: &Attr) -> ApiResult<usize> {
         }
         Attr::Ss(v) => {
             non_empty_set("SS", v.len())?;
-            Ok(v.iter().map(String::len).sum())
+            Ok(v.iter().map(|s| s.len()).sum())
         }
         Attr::Ns(v) => {
             non_empty_set("NS", v.len())?;

@@ -32,58 +32,58 @@ pub const MAX_BATCH_GET: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireBatchWrite {
-    #[serde(default)]
-    request_items: Option<BTreeMap<String, Vec<WireWrite>>>,
+struct WireBatchWrite<'a> {
+    #[serde(default, borrow)]
+    request_items: Option<BTreeMap<String, Vec<WireWrite<'a>>>>,
     #[serde(default)]
     return_consumed_capacity: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireWrite {
-    #[serde(default)]
-    put_request: Option<WirePut>,
-    #[serde(default)]
-    delete_request: Option<WireDelete>,
+struct WireWrite<'a> {
+    #[serde(default, borrow)]
+    put_request: Option<WirePut<'a>>,
+    #[serde(default, borrow)]
+    delete_request: Option<WireDelete<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WirePut {
-    #[serde(default)]
-    item: Option<AttrMap>,
+struct WirePut<'a> {
+    #[serde(default, borrow)]
+    item: Option<AttrMap<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireDelete {
-    #[serde(default)]
-    key: Option<AttrMap>,
+struct WireDelete<'a> {
+    #[serde(default, borrow)]
+    key: Option<AttrMap<'a>>,
 }
 
-enum Write {
-    Put(AttrMap, usize),
-    Delete(AttrMap),
+enum Write<'a> {
+    Put(AttrMap<'a>, usize),
+    Delete(AttrMap<'a>),
 }
 
 /// A write ready to apply: a put already in its stored form, built before
 /// the table lock is taken (with `storage.retain = false` a put is only
 /// counted, so it keeps its parsed attributes and no stored form is built).
-enum Staged {
+enum Staged<'a> {
     Put(Item),
-    Counted(AttrMap, usize),
-    Delete(AttrMap),
+    Counted(AttrMap<'a>, usize),
+    Delete(AttrMap<'a>),
 }
 
-struct Prepared {
+struct Prepared<'a> {
     pk: KeyValue,
     sk: SortKey,
     hash: u64,
-    write: Staged,
+    write: Staged<'a>,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     fn units(&self) -> u64 {
         match &self.write {
             Staged::Put(item) => write_units(item.size),
@@ -108,7 +108,7 @@ fn too_few(what: &str) -> ApiError {
 }
 
 /// Check one WriteRequest: value shapes and item size.
-fn check_write(w: WireWrite) -> ApiResult<Write> {
+fn check_write(w: WireWrite<'_>) -> ApiResult<Write<'_>> {
     match (w.put_request, w.delete_request) {
         (Some(p), None) => {
             let item = p
