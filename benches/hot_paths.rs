@@ -46,7 +46,7 @@ fn ndjson() -> Vec<u8> {
 }
 
 /// Server-time sort keys, as the router's clock would assign them.
-fn stamps() -> impl Fn(&str) -> u64 {
+fn stamps() -> impl Fn(u64) -> u64 {
     let next = std::cell::Cell::new(1_700_000_000_000u64);
     move |_| {
         next.set(next.get() + 1);

@@ -103,14 +103,14 @@ fn ingest(setup: &Setup, topic: &str, payload: &[u8]) {
     let Ok((events, _)) = decode::decode(payload, Format::Json) else {
         return;
     };
-    let stamp = |_: &str| 1_700_000_000_000;
+    let stamp = |_: u64| 1_700_000_000_000;
     let fill = map::Fill {
         stamp: &stamp,
         ttl: None,
     };
     for event in &events {
         if let Ok(mapped) = map::map_event(spec, event, &context, &fill) {
-            let attrs = typed::parse_item(&mapped.json).expect("typed JSON reads back");
+            let attrs = typed::parse_item(mapped.text.json()).expect("typed JSON reads back");
             assert!(attrs.contains_key(&spec.partition_key.name));
             assert_eq!(mapped.size, size::item_size(&attrs));
         }

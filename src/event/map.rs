@@ -74,9 +74,10 @@ impl MapError {
 
 /// What the router adds to every event of a request.
 pub struct Fill<'a> {
-    /// Assigns the server-time sort key for a partition (given the key
-    /// identity of its partition key): the router's clock.
-    pub stamp: &'a dyn Fn(&str) -> u64,
+    /// Assigns the server-time sort key for a partition, given the
+    /// [`hash_str`](super::hash_str) of its normalized partition key: the
+    /// router's clock.
+    pub stamp: &'a dyn Fn(u64) -> u64,
     /// The TTL attribute's name and value (epoch seconds as text), set when
     /// the event lacks that attribute.
     pub ttl: Option<(&'a str, &'a str)>,
@@ -174,6 +175,8 @@ pub fn map_event(
         pk.kind,
         MAX_PARTITION_KEY_BYTES,
     )?;
+    // Hashed once: for the clock's counter and the item's key identity.
+    let partition_hash = super::hash_str(&key);
     if let Some(sk) = &stream.sort_key {
         match (sk.source, sk_found.is_some()) {
             (SortKeySource::ServerTime, true) => {
@@ -182,7 +185,7 @@ pub fn map_event(
             (SortKeySource::ServerTime, false) | (SortKeySource::Auto, false) => {
                 // Stamped per normalized partition key, so `1` and `1.0` share one sequence.
                 let mut text = itoa::Buffer::new();
-                let stamp = text.format((fill.stamp)(&key));
+                let stamp = text.format((fill.stamp)(partition_hash));
                 item.integer(&sk.name, stamp);
                 key.push('\0');
                 number::push_integer_canonical(&mut key, stamp);
@@ -204,7 +207,7 @@ pub fn map_event(
     }
     let (buffer, size) = item.finish_in_place();
     let mapped = Mapped {
-        text: ItemText::new(&buffer, &key),
+        text: ItemText::keyed(&buffer, &key, partition_hash),
         size,
     };
     if buffer.capacity() <= MAX_KEPT_SCRATCH {
@@ -641,8 +644,8 @@ mod tests {
     fn the_stamp_is_asked_for_the_normalized_partition_key() {
         let s = stream("sensor");
         let seen = std::cell::RefCell::new(Vec::new());
-        let stamp = |p: &str| {
-            seen.borrow_mut().push(p.to_owned());
+        let stamp = |partition_hash: u64| {
+            seen.borrow_mut().push(partition_hash);
             7
         };
         let fill = Fill {
@@ -650,7 +653,9 @@ mod tests {
             ttl: None,
         };
         let m = with_fill(&s, r#"{"device_id":"D9"}"#, &[], &fill).expect("ok");
-        assert_eq!(*seen.borrow(), ["D9"]);
+        assert_eq!(*seen.borrow(), [crate::event::hash_str("D9")]);
         assert_eq!(m.text.key(), "D9\u{0}0.7e1");
+        assert_eq!(m.text.partition_hash(), crate::event::hash_str("D9"));
+        assert_eq!(m.text.hash(), crate::event::hash_str("D9\u{0}0.7e1"));
     }
 }

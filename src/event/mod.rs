@@ -46,15 +46,27 @@ pub struct ItemText {
 impl ItemText {
     /// Copies `json` and `key` into one block.
     pub fn new(json: &[u8], key: &str) -> Self {
+        let partition = key.bytes().position(|b| b == 0).unwrap_or(key.len());
+        Self::keyed(json, key, hash_str(&key[..partition]))
+    }
+
+    /// As [`new`](Self::new), given the [`hash_str`] of the key's partition
+    /// part (before its first NUL), which the mapper has already computed.
+    pub fn keyed(json: &[u8], key: &str, partition_hash: u64) -> Self {
         let mut bytes = Vec::with_capacity(json.len() + key.len());
         bytes.extend_from_slice(json);
         bytes.extend_from_slice(key.as_bytes());
-        let partition = key.bytes().position(|b| b == 0).unwrap_or(key.len());
+        let whole = !key.as_bytes().contains(&0);
+        debug_assert_eq!(
+            partition_hash,
+            hash_str(key.split('\0').next().unwrap_or_default())
+        );
         Self {
             bytes: bytes.into_boxed_slice(),
             json_len: json.len(),
-            hash: hash_str(key),
-            partition_hash: hash_str(&key[..partition]),
+            // A key without a sort part is its partition part.
+            hash: if whole { partition_hash } else { hash_str(key) },
+            partition_hash,
         }
     }
 
@@ -181,9 +193,21 @@ mod tests {
         assert_eq!(a.key(), "dev-1\u{0}17");
         assert_eq!(a.hash(), hash_str("dev-1\u{0}17"));
         assert_eq!(a.partition_hash(), hash_str("dev-1"));
+        let whole = ItemText::new(b"{}", "dev-1");
         assert_eq!(
-            ItemText::new(b"{}", "dev-1").partition_hash(),
-            hash_str("dev-1")
+            (whole.partition_hash(), whole.hash()),
+            (hash_str("dev-1"), hash_str("dev-1")),
+            "a key without a sort part"
+        );
+        let keyed = ItemText::keyed(br#"{"d":{"S":"dev-1"}}"#, "dev-1\u{0}17", hash_str("dev-1"));
+        assert_eq!(
+            (
+                keyed.json(),
+                keyed.key(),
+                keyed.hash(),
+                keyed.partition_hash()
+            ),
+            (a.json(), a.key(), a.hash(), a.partition_hash())
         );
         // The split is by length, not by content: a key or JSON that
         // looks like the other's end stays whole.

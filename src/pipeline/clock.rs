@@ -7,12 +7,13 @@
 //! in ms. Time is monotonic (anchored to the wall clock once at start).
 //! One clock per table, shared by every stream writing it.
 //!
-//! Keys are remembered by their 64-bit hash (no copy of the text, no
+//! Keys are remembered by their 64-bit hash, which the mapper computes once
+//! for the clock and the item's key identity (no copy of the text, no
 //! comparison with a stored key that is no longer in the CPU's cache). Two
 //! partition keys whose hashes collide share one counter: each still gets
 //! stamps that only go up, so none of its events overwrite each other.
 
-use crate::event::{hash_str, KeyHasher};
+use crate::event::KeyHasher;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,10 +62,12 @@ impl SortClock {
         self.origin_epoch_ms + now.saturating_duration_since(self.origin).as_millis() as u64
     }
 
-    /// A timestamp for `partition_key` at `now`, greater than any earlier one for that key.
-    pub fn assign(&self, partition_key: &str, now: Instant) -> u64 {
+    /// A timestamp at `now` for the partition key whose [`hash_str`] is
+    /// `partition_hash` (the mapper has it already), greater than any
+    /// earlier one for that key.
+    pub fn assign(&self, partition_hash: u64, now: Instant) -> u64 {
         let now_ms = self.epoch_ms(now);
-        let key = hash_str(partition_key);
+        let key = partition_hash;
         let shard = &self.shards[(key as usize) % SHARDS];
         let Ok(mut map) = shard.lock() else {
             return now_ms;
@@ -87,6 +90,7 @@ impl SortClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::hash_str;
     use std::collections::HashSet;
     use std::time::Duration;
 
@@ -94,20 +98,22 @@ mod tests {
     fn a_burst_in_one_millisecond_gets_distinct_stamps() {
         let t0 = Instant::now();
         let clock = SortClock::starting_at(t0, 1_000_000);
-        let stamps: HashSet<u64> = (0..1000).map(|_| clock.assign("U123", t0)).collect();
+        let stamps: HashSet<u64> = (0..1000)
+            .map(|_| clock.assign(hash_str("U123"), t0))
+            .collect();
         assert_eq!(stamps.len(), 1000);
         assert_eq!(
-            clock.assign("other", t0),
+            clock.assign(hash_str("other"), t0),
             1_000_000,
             "other keys are independent"
         );
         // Wall time catching up: a later call never goes backwards.
         assert_eq!(
-            clock.assign("U123", t0 + Duration::from_millis(5)),
+            clock.assign(hash_str("U123"), t0 + Duration::from_millis(5)),
             1_001_000
         );
         assert_eq!(
-            clock.assign("U123", t0 + Duration::from_secs(10)),
+            clock.assign(hash_str("U123"), t0 + Duration::from_secs(10)),
             1_010_000
         );
     }
@@ -116,11 +122,11 @@ mod tests {
     fn pruning_never_reissues_a_stamp() {
         let t0 = Instant::now();
         let clock = SortClock::starting_at(t0, 0);
-        let hot = clock.assign("hot", t0);
-        let hot2 = clock.assign("hot", t0);
+        let hot = clock.assign(hash_str("hot"), t0);
+        let hot2 = clock.assign(hash_str("hot"), t0);
         for i in 0..(PRUNE_AT * SHARDS * 2) {
-            clock.assign(&format!("k{i}"), t0);
+            clock.assign(hash_str(&format!("k{i}")), t0);
         }
-        assert!(clock.assign("hot", t0) > hot2.max(hot));
+        assert!(clock.assign(hash_str("hot"), t0) > hot2.max(hot));
     }
 }

@@ -273,7 +273,7 @@ impl StreamRoute {
                 .unwrap_or(0);
             (now_s + ttl.as_secs()).to_string()
         });
-        let stamp = |partition: &str| self.clock.assign(partition, now);
+        let stamp = |partition_hash: u64| self.clock.assign(partition_hash, now);
         let fill = map::Fill {
             stamp: &stamp,
             ttl: ttl_value
