@@ -373,3 +373,58 @@ pub fn batch_get_item(sim: &Simulator, req: &Value) -> ApiResult<Value> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ApiError, KeyType, SimConfig, Simulator, TableSpec};
+    use serde_json::json;
+
+    fn sim() -> Simulator {
+        let sim = Simulator::new(SimConfig::default()).expect("simulator");
+        sim.create_table(TableSpec::on_demand(
+            "t",
+            ("pk", KeyType::S),
+            Some(("sk", KeyType::N)),
+        ))
+        .expect("table");
+        sim
+    }
+
+    #[test]
+    fn a_batch_item_reads_back_whole_whatever_its_spacing_escapes_and_repeated_names() {
+        let sim = sim();
+        // Whitespace, an escape, a name given twice (the last wins), nesting.
+        let body = br#"{"RequestItems": {"t": [ {"PutRequest": {"Item": {
+            "pk" : {"S": "a\"b"}, "sk": {"N": "1"}, "x": {"S": "first"},
+            "x": {"S": "last"}, "m": {"M": {"k": {"L": [{"N": "2.50"}, {"NULL": true}]}}} }}} ]}}"#;
+        sim.handle("DynamoDB_20120810.BatchWriteItem", body)
+            .expect("written");
+        let got = sim
+            .handle_value(
+                "DynamoDB_20120810.GetItem",
+                json!({"TableName": "t", "Key": {"pk": {"S": "a\"b"}, "sk": {"N": "1"}}}),
+            )
+            .expect("read");
+        assert_eq!(
+            got["Item"],
+            json!({"pk": {"S": "a\"b"}, "sk": {"N": "1"}, "x": {"S": "last"},
+                   "m": {"M": {"k": {"L": [{"N": "2.50"}, {"NULL": true}]}}}})
+        );
+    }
+
+    #[test]
+    fn a_mistyped_value_is_a_serialization_error_positioned_in_the_request() {
+        let sim = sim();
+        let body = br#"{"RequestItems": {"t": [{"PutRequest": {"Item": {"pk": {"S": 5}}}}]}}"#;
+        match sim.handle("DynamoDB_20120810.BatchWriteItem", body) {
+            Err(ApiError::Serialization(m)) => {
+                assert!(
+                    m.starts_with("invalid type: integer `5`, expected a string at line 1 column "),
+                    "{m}"
+                );
+                assert_eq!(m.matches(" at line ").count(), 1, "{m}");
+            }
+            other => panic!("expected a SerializationException: {other:?}"),
+        }
+    }
+}
