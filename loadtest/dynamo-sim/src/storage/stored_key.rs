@@ -144,6 +144,14 @@ impl PartialEq for StoredKey {
 
 impl Eq for StoredKey {}
 
+/// Hashes the rank alone: equal keys have equal ranks (an N key's rank is
+/// its decimal's, so `1` and `1.0` agree), which is all `Hash` requires.
+impl std::hash::Hash for StoredKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(self.rank);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
