@@ -5,12 +5,12 @@
 //! of the simulator's instructions per item); the same partition keys are
 //! also kept in a `BTreeSet` in the order of their stable hash (as
 //! DynamoDB's Scan order is by its internal hash), so Scan resumes after
-//! any key; each
-//! [`partition`] is a B-tree plus a sorted tail of its newest keys, so
-//! Query walks it in sort-key order and an append does not descend a tree.
-//! Both maps hold [`StoredKey`]s, 32 bytes with an inline rank: a search
-//! compares integers and reads a key's heap bytes only on a tie (the
-//! pointer chasing otherwise dominated the cost of a put).
+//! any key. Each [`partition`] is a B-tree plus a sorted tail of its
+//! newest keys, so Query walks it in sort-key order and an append does not
+//! descend a tree. Every map holds [`StoredKey`]s, 32 bytes with an inline
+//! rank: a search compares (and the hash map hashes) integers and reads a
+//! key's heap bytes only on a tie (the pointer chasing otherwise dominated
+//! the cost of a put).
 //! The `StorageBudget` is shared by all tables; a write that would take the
 //! simulator past `max_items` / `max_bytes` fails with a clear error instead
 //! of growing without bound.
