@@ -72,44 +72,48 @@ fn trimmed(text: &str) -> &str {
 
 impl Decimal {
     /// Parse DynamoDB's number text (`-12.5e3`, `0.001`, `7`).
+    ///
+    /// One pass over the mantissa collects its digits without leading
+    /// zeros (a key's number is parsed for every write; splitting and
+    /// re-scanning the text took ≈ 690 instructions for a 13-digit
+    /// timestamp).
     pub fn parse(text: &str) -> Option<Decimal> {
         let t = trimmed(text);
-        let (negative, rest) = match t.as_bytes().first()? {
-            b'-' => (true, &t[1..]),
-            b'+' => (false, &t[1..]),
-            _ => (false, t),
+        let b = t.as_bytes();
+        let (negative, mut i) = match b.first()? {
+            b'-' => (true, 1),
+            b'+' => (false, 1),
+            _ => (false, 0),
         };
-        let (mantissa, exp_part) = match rest.find(['e', 'E']) {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        let e10: i64 = match exp_part {
-            Some(e) => e.parse().ok()?,
+        let mut digits: Vec<u8> = Vec::with_capacity(b.len() - i);
+        // Digits before the point, leading zeros included; zeros before
+        // the first other digit, which are not kept.
+        let (mut int_len, mut lead) = (0i64, 0i64);
+        let (mut point, mut any) = (false, false);
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'0'..=b'9' => {
+                    any = true;
+                    int_len += i64::from(!point);
+                    if c == b'0' && digits.is_empty() {
+                        lead += 1;
+                    } else {
+                        digits.push(c - b'0');
+                    }
+                }
+                b'.' if !point => point = true,
+                b'e' | b'E' => break,
+                _ => return None,
+            }
+            i += 1;
+        }
+        if !any {
+            return None;
+        }
+        let e10: i64 = match b.get(i) {
+            Some(_) => t[i + 1..].parse().ok()?,
             None => 0,
         };
-        let (int_part, frac_part) = match mantissa.find('.') {
-            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-            None => (mantissa, ""),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return None;
-        }
-        if !int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        let mut digits: Vec<u8> = int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .map(|b| b - b'0')
-            .collect();
-        let mut exp = int_part.len() as i64 + e10;
-        let lead = digits.iter().take_while(|d| **d == 0).count();
-        digits.drain(..lead);
-        exp -= lead as i64;
         while digits.last() == Some(&0) {
             digits.pop();
         }
@@ -120,6 +124,8 @@ impl Decimal {
                 exp: 0,
             });
         }
+        let mut exp = int_len + e10;
+        exp -= lead;
         Some(Decimal {
             negative,
             digits,
@@ -449,6 +455,73 @@ pub(crate) mod tests {
         }
         assert_eq!(Decimal::count_significant("1.2.3"), None);
         assert_eq!(Decimal::count_significant("1e"), None);
+    }
+
+    /// The parser before its one-pass form: the reference it is checked
+    /// against.
+    fn reference_parse(text: &str) -> Option<Decimal> {
+        let t = trimmed(text);
+        let (negative, rest) = match t.as_bytes().first()? {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exp_part) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let e10: i64 = match exp_part {
+            Some(e) => e.parse().ok()?,
+            None => 0,
+        };
+        let (int_part, frac_part) = match mantissa.find('.') {
+            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let mut exp = int_part.len() as i64 + e10;
+        let lead = digits.iter().take_while(|d| **d == 0).count();
+        digits.drain(..lead);
+        exp -= lead as i64;
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exp: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits,
+            exp,
+        })
+    }
+
+    proptest! {
+        /// The one-pass parser reads every text as the two-pass one did.
+        #[test]
+        fn parsing_agrees_with_the_reference(
+            text in "[ 0-9.eE+a-]{0,14}|-?0{0,3}[0-9]{0,6}(\\.[0-9]{0,6}0{0,3})?([eE][+-]?[0-9]{0,4})?"
+        ) {
+            prop_assert_eq!(Decimal::parse(&text), reference_parse(&text), "{:?}", text);
+        }
     }
 
     proptest! {
