@@ -30,40 +30,67 @@ pub const MAX_BATCH_WRITE: usize = 25;
 /// Most keys in one BatchGetItem call.
 pub const MAX_BATCH_GET: usize = 100;
 
-#[derive(Deserialize)]
+/// A BatchWriteItem request as read by serde_json, or by
+/// [`super::batch_scan`] (which fills the same types).
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireBatchWrite<'a> {
+pub(super) struct WireBatchWrite<'a> {
     #[serde(default, borrow)]
-    request_items: Option<BTreeMap<String, Vec<WireWrite<'a>>>>,
+    pub(super) request_items: Option<BTreeMap<String, Vec<WireWrite<'a>>>>,
     #[serde(default)]
-    return_consumed_capacity: Option<String>,
+    pub(super) return_consumed_capacity: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireWrite<'a> {
+pub(super) struct WireWrite<'a> {
     #[serde(default, borrow)]
-    put_request: Option<WirePut<'a>>,
+    pub(super) put_request: Option<WirePut<'a>>,
     #[serde(default, borrow)]
-    delete_request: Option<WireDelete<'a>>,
+    pub(super) delete_request: Option<WireDelete<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WirePut<'a> {
+pub(super) struct WirePut<'a> {
     #[serde(default, borrow)]
-    item: Option<AttrMap<'a>>,
+    pub(super) item: Option<WireItem<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireDelete<'a> {
+pub(super) struct WireDelete<'a> {
     #[serde(default, borrow)]
-    key: Option<AttrMap<'a>>,
+    pub(super) key: Option<AttrMap<'a>>,
+}
+
+/// A PutRequest's item: its attributes and, when the scan read it, its
+/// JSON text as the request held it, stored as it is (serde_json cannot
+/// say where a value was; then the text is written anew from the
+/// attributes). Two items are equal when their attributes are.
+#[derive(Debug)]
+pub(super) struct WireItem<'a> {
+    pub(super) attrs: AttrMap<'a>,
+    pub(super) text: Option<&'a str>,
+}
+
+impl PartialEq for WireItem<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.attrs == other.attrs
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireItem<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(WireItem {
+            attrs: AttrMap::deserialize(d)?,
+            text: None,
+        })
+    }
 }
 
 enum Write<'a> {
-    Put(AttrMap<'a>, usize),
+    Put(WireItem<'a>, usize),
     Delete(AttrMap<'a>),
 }
 
@@ -114,7 +141,7 @@ fn check_write(w: WireWrite<'_>) -> ApiResult<Write<'_>> {
             let item = p
                 .item
                 .ok_or_else(|| missing("requestItems.member.putRequest.item"))?;
-            let size = item_size(&item)?;
+            let size = item_size(&item.attrs)?;
             if size > MAX_ITEM_BYTES {
                 return Err(ApiError::validation(
                     "Item size has exceeded the maximum allowed size",
@@ -147,12 +174,16 @@ fn has_duplicate_keys(writes: &[Prepared]) -> bool {
     })
 }
 
-/// BatchWriteItem, parsed straight from the body into typed items.
+/// BatchWriteItem, parsed straight from the body into typed items: by
+/// [`super::batch_scan`] when it can (the common shape), else by serde_json.
 pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
     // UTF-8 checked once for the whole body (serde_json's slice reader
     // checks each string on its own, ~14 per item): then read as text.
     let text = std::str::from_utf8(body).map_err(parse_error)?;
-    let req: WireBatchWrite = serde_json::from_str(text).map_err(parse_error)?;
+    let req = match super::batch_scan::scan(text) {
+        Some(req) => req,
+        None => serde_json::from_str(text).map_err(parse_error)?,
+    };
     let consumed = consumed_from(req.return_consumed_capacity.as_deref())?;
     let request_items = req.request_items.ok_or_else(|| missing("requestItems"))?;
     if request_items.is_empty() {
@@ -194,7 +225,7 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             let key = match &w {
-                Write::Put(item, _) => schema.key_of_item(item),
+                Write::Put(item, _) => schema.key_of_item(&item.attrs),
                 Write::Delete(key) => schema.key_of_key(key),
             };
             let (pk, sk) = key.map_err(|e| match e {
@@ -207,8 +238,11 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
             })?;
             let hash = pk.stable_hash();
             let write = match w {
-                Write::Put(attrs, size) if retain => Staged::Put(Item::new(&attrs, size)),
-                Write::Put(attrs, size) => Staged::Counted(attrs, size),
+                Write::Put(item, size) if retain => Staged::Put(match item.text {
+                    Some(text) => Item::from_text(text, size),
+                    None => Item::new(&item.attrs, size),
+                }),
+                Write::Put(item, size) => Staged::Counted(item.attrs, size),
                 Write::Delete(key) => Staged::Delete(key),
             };
             out.push(Prepared {

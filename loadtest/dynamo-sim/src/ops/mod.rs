@@ -4,6 +4,7 @@
 //! `dispatch` is the only entry; the HTTP layer never touches tables.
 
 pub mod batch;
+mod batch_scan;
 pub mod item;
 pub mod key_condition;
 pub mod read;

@@ -54,6 +54,15 @@ impl Item {
         }
     }
 
+    /// An item stored as `json`: the text of a request's item whose
+    /// attributes were read and checked from that same text.
+    pub fn from_text(json: &str, size: usize) -> Self {
+        Item {
+            json: Box::from(json),
+            size,
+        }
+    }
+
     /// Wire JSON (`{"name": {"S": ".."}, ..}`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.json).unwrap_or(serde_json::Value::Null)
