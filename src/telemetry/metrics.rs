@@ -105,7 +105,10 @@ pub const MQTT_DEAD_LETTER_REASONS: [&str; 6] = [
 /// Why the HTTP listener refused a request or cut a connection (the
 /// `reason` label of `http_requests_rejected_total`): counted per request
 /// or connection, since a refused body is never decoded into events.
-pub const HTTP_REJECT_REASONS: [&str; 8] = [
+/// `spool_unavailable` is the exception: a `spooled` request whose record
+/// could not be fsynced (its events are queued and likely written, but it
+/// was answered 503).
+pub const HTTP_REJECT_REASONS: [&str; 9] = [
     "unauthorized",
     "forbidden",
     "rate_limited",
@@ -114,6 +117,7 @@ pub const HTTP_REJECT_REASONS: [&str; 8] = [
     "header_timeout",
     "tls_handshake",
     "headers_too_large",
+    "spool_unavailable",
 ];
 /// What SIGHUP re-reads (the `what` label of `config_reloads_total`).
 pub const RELOAD_TARGETS: [&str; 3] = ["http_tls", "mqtt_tls", "api_keys"];

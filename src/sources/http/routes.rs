@@ -213,9 +213,7 @@ async fn route_and_ingest(
         .ingest(stream, events, &borrowed(&context), ack, "http")
         .map_err(|e| ingest_error(e, &positions, state.retry_after_secs))?;
     if let Some(wait) = accepted_req.spooled {
-        wait.wait()
-            .await
-            .map_err(|e| spool_error(e, state.retry_after_secs))?;
+        wait.wait().await.map_err(|e| spool_error(state, e))?;
     }
 
     let written = match &accepted_req.ack {
@@ -597,13 +595,14 @@ fn decode_error(e: DecodeError) -> ApiError {
 
 /// The record could not be made durable. Its events are already queued and
 /// will most likely still be written; the sender is told they are not safe.
-fn spool_error(e: SpoolError, retry_after: u64) -> ApiError {
+fn spool_error(state: &HttpState, e: SpoolError) -> ApiError {
+    state.count_rejected("spool_unavailable");
     let mut api = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "spool_unavailable",
         format!("the events could not be fsynced to the spool ({e}); retry later (a retry may duplicate server-timestamped events)"),
     );
-    api.retry_after = Some(retry_after);
+    api.retry_after = Some(state.retry_after_secs);
     api
 }
 
