@@ -35,30 +35,12 @@ impl KeySchema {
 
     /// Key of an item to write (PutItem / PutRequest), with PutItem's messages.
     pub fn key_of_item(&self, item: &AttrMap) -> ApiResult<(KeyValue, SortKey)> {
-        let mut out = Vec::with_capacity(2);
-        for (name, ty, is_hash) in self.key_parts() {
-            let Some(v) = item.get(name) else {
-                return Err(ApiError::validation(format!(
-                    "One or more parameter values were invalid: Missing the key {name} in the item"
-                )));
-            };
-            let Some(kv) = scalar_of_type(v, ty)? else {
-                return Err(ApiError::validation(format!(
-                    "One or more parameter values were invalid: Type mismatch for key {name} expected: {} actual: {}",
-                    ty.as_str(),
-                    type_tag(v)
-                )));
-            };
-            if is_empty_key(&kv) {
-                return Err(ApiError::validation(format!(
-                    "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {} value. Key: {name}",
-                    empty_word(ty)
-                )));
-            }
-            check_key_size(&kv, is_hash)?;
-            out.push(kv);
-        }
-        split_key(out)
+        let pk = item_key_part(item, &self.hash.0, self.hash.1, true)?;
+        let sk = match &self.range {
+            Some((name, ty)) => Some(item_key_part(item, name, *ty, false)?),
+            None => None,
+        };
+        Ok((pk, sk))
     }
 
     /// Key given as a `Key` map (GetItem, DeleteItem, DeleteRequest, ...).
@@ -155,6 +137,30 @@ pub struct Table {
 
 fn key_mismatch() -> ApiError {
     ApiError::validation("The provided key element does not match the schema")
+}
+
+/// One key attribute of an item to write, checked as PutItem checks it.
+fn item_key_part(item: &AttrMap, name: &str, ty: KeyType, is_hash: bool) -> ApiResult<KeyValue> {
+    let Some(v) = item.get(name) else {
+        return Err(ApiError::validation(format!(
+            "One or more parameter values were invalid: Missing the key {name} in the item"
+        )));
+    };
+    let Some(kv) = scalar_of_type(v, ty)? else {
+        return Err(ApiError::validation(format!(
+            "One or more parameter values were invalid: Type mismatch for key {name} expected: {} actual: {}",
+            ty.as_str(),
+            type_tag(v)
+        )));
+    };
+    if is_empty_key(&kv) {
+        return Err(ApiError::validation(format!(
+            "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {} value. Key: {name}",
+            empty_word(ty)
+        )));
+    }
+    check_key_size(&kv, is_hash)?;
+    Ok(kv)
 }
 
 fn check_key_size(v: &KeyValue, is_hash: bool) -> ApiResult<()> {

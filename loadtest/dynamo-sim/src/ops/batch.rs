@@ -287,7 +287,10 @@ pub fn batch_write_item(sim: &Simulator, body: &[u8]) -> ApiResult<Value> {
                     // nothing is applied: the write is only counted.
                     match p.write {
                         Staged::Put(item) => {
-                            let old = table.store.put(sim.budget(), p.pk, p.sk, item)?;
+                            let old =
+                                table
+                                    .store
+                                    .put_hashed(sim.budget(), p.pk, p.hash, p.sk, item)?;
                             replaced.extend(old);
                         }
                         Staged::Delete(_) if retain => {

@@ -157,7 +157,21 @@ impl TableStore {
         sk: SortKey,
         item: Item,
     ) -> ApiResult<Option<Item>> {
-        let part = match self.parts.entry(StoredKey::partition(pk)) {
+        let hash = pk.stable_hash();
+        self.put_hashed(budget, pk, hash, sk, item)
+    }
+
+    /// [`Self::put`] with the partition key's [`KeyValue::stable_hash`]
+    /// already known (BatchWriteItem hashed it for the capacity check).
+    pub fn put_hashed(
+        &mut self,
+        budget: &StorageBudget,
+        pk: KeyValue,
+        pk_hash: u64,
+        sk: SortKey,
+        item: Item,
+    ) -> ApiResult<Option<Item>> {
+        let part = match self.parts.entry(StoredKey::partition_hashed(pk, pk_hash)) {
             Entry::Occupied(found) => found.into_mut(),
             Entry::Vacant(new) => {
                 self.order.insert(new.key().clone());

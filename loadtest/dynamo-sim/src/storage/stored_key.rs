@@ -32,8 +32,14 @@ const HASH_SHIFT: u32 = 56;
 impl StoredKey {
     /// A partition key (ordered by its stable hash).
     pub fn partition(key: KeyValue) -> Self {
-        let rank = u128::from(key.stable_hash()) << HASH_SHIFT;
-        StoredKey::ranked(key, rank)
+        let hash = key.stable_hash();
+        StoredKey::partition_hashed(key, hash)
+    }
+
+    /// A partition key whose [`KeyValue::stable_hash`] the caller has.
+    pub fn partition_hashed(key: KeyValue, stable_hash: u64) -> Self {
+        debug_assert_eq!(stable_hash, key.stable_hash());
+        StoredKey::ranked(key, u128::from(stable_hash) << HASH_SHIFT)
     }
 
     /// A sort key (`None`: the table has none), ordered like the key.
