@@ -2,7 +2,8 @@
 //! (dynamo-sim, in-process): with DescribeTable's capacity as its ceiling the
 //! gateway writes at exactly that; without it (purely adaptive) DynamoDB
 //! throttles and the rate controller finds the capacity. Either way every
-//! acknowledged event is stored.
+//! acknowledged event is stored. An on-demand table's warm throughput
+//! (DescribeTable's `WarmThroughput`) is the rate the gateway starts at.
 
 mod support;
 
@@ -53,30 +54,50 @@ async fn the_provisioned_capacity_from_describe_table_is_the_rate() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_tables_warm_throughput_is_the_starting_rate() {
+    let sim = sensor_table(
+        CapacityConfig {
+            on_demand_warm_wcu: 25_000.0,
+            ..CapacityConfig::default()
+        },
+        None,
+    );
+    let server = SimServer::start(sim).await;
+    let gw = Gateway::start(&server.endpoint, &[], "");
+    let http = Http::default();
+    let rate = || async {
+        metric(
+            &http,
+            gw.admin,
+            "dynamo_ingest_rate_limit_wcu",
+            "IoTSensorData",
+        )
+        .await
+    };
+    // Without it the rate would start at `initial_wcu` (4,000) and have to
+    // earn its growth.
+    support::eventually(
+        "the rate limit is the table's warm throughput",
+        Duration::from_secs(10),
+        || async { rate().await == 25_000.0 },
+    )
+    .await;
+    assert!(gw.log().contains("warm_wcu=Some(25000.0)"), "{}", gw.log());
+}
+
 /// Runs the gateway (default config plus `extra_toml`) against a 400 WCU
 /// table with 4,000 events; checks every event is stored.
 async fn overload(extra_toml: &str) -> Seen {
     // One second of burst: however long the gateway takes to start, the
     // table cannot bank enough unused capacity to take the load unthrottled.
-    let sim = Arc::new(
-        Simulator::new(SimConfig {
-            capacity: CapacityConfig {
-                burst_seconds: 1.0,
-                ..CapacityConfig::default()
-            },
-            ..SimConfig::default()
-        })
-        .expect("sim"),
+    let sim = sensor_table(
+        CapacityConfig {
+            burst_seconds: 1.0,
+            ..CapacityConfig::default()
+        },
+        Some(400),
     );
-    sim.create_table(
-        TableSpec::on_demand(
-            "IoTSensorData",
-            ("device_id", KeyType::S),
-            Some(("timestamp", KeyType::N)),
-        )
-        .provisioned(400),
-    )
-    .expect("table");
     let server = SimServer::start(sim).await;
     let endpoint = server.endpoint.clone();
 
@@ -161,4 +182,25 @@ async fn overload(extra_toml: &str) -> Seen {
         rate,
         ceiling,
     }
+}
+
+/// A simulator with `capacity` and the sensor stream's table, provisioned
+/// at `wcu` (None: on-demand).
+fn sensor_table(capacity: CapacityConfig, wcu: Option<u64>) -> Arc<Simulator> {
+    let sim = Simulator::new(SimConfig {
+        capacity,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let spec = TableSpec::on_demand(
+        "IoTSensorData",
+        ("device_id", KeyType::S),
+        Some(("timestamp", KeyType::N)),
+    );
+    let spec = match wcu {
+        Some(w) => spec.provisioned(w),
+        None => spec,
+    };
+    sim.create_table(spec).expect("table");
+    Arc::new(sim)
 }

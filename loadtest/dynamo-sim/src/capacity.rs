@@ -148,6 +148,15 @@ impl WriteCapacity {
         }
     }
 
+    /// What the table serves at once as of `now` (DescribeTable's warm
+    /// throughput): [`Self::rate`] with a second that is over counted in
+    /// the peak, as the next admission will count it.
+    pub fn warm_wcu(&self, now: f64) -> f64 {
+        let mut view = self.clone();
+        view.roll_second(now);
+        view.rate(now)
+    }
+
     /// The provisioned WCU in force at `now` as DescribeTable reports it:
     /// the capacity schedule's current step when there is one (a step is
     /// what an UpdateTable does on AWS, and it shows in DescribeTable the

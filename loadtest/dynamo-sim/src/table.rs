@@ -13,6 +13,13 @@ use crate::key::{scalar_of_type, type_tag, KeyType, KeyValue};
 use crate::stats::{TableStatsView, WriteStats};
 use crate::storage::{SortKey, TableStore};
 
+/// The warm throughput DescribeTable reports for an on-demand table of an
+/// `--unlimited` simulator, which admits everything: finite, so that a
+/// client's gauges and charts of it stay readable, and far above what one
+/// machine can write (a writer that starts at a table's warm throughput
+/// starts here at once).
+pub const UNLIMITED_WARM_WCU: u64 = 1_000_000;
+
 /// Account id used in ARNs.
 pub const ACCOUNT_ID: &str = "000000000000";
 /// Region used in ARNs.
@@ -240,6 +247,23 @@ impl Table {
             ),
             Billing::OnDemand => (0, 0),
         };
+        // What the table serves at once (DynamoDB's WarmThroughput): the
+        // provisioned rates; for an on-demand table the write rate admission
+        // applies now (max(warm, 2 × previous peak)) and three times that
+        // for reads, as AWS's 12,000 / 4,000 for a new table;
+        // UNLIMITED_WARM_WCU when unlimited.
+        let (warm_read, warm_write) = match self.capacity.billing() {
+            Billing::Provisioned { .. } => (rcu, wcu),
+            Billing::OnDemand => {
+                let rate = self.capacity.warm_wcu(now);
+                let w = if rate.is_finite() {
+                    rate as u64
+                } else {
+                    UNLIMITED_WARM_WCU
+                };
+                (w.saturating_mul(3), w)
+            }
+        };
         let mut billing = json!({"BillingMode": self.billing_mode()});
         if let Some(t) = self.last_pay_per_request_epoch {
             billing["LastUpdateToPayPerRequestDateTime"] = json!(t);
@@ -260,6 +284,11 @@ impl Table {
                 "WriteCapacityUnits": wcu,
             },
             "BillingModeSummary": billing,
+            "WarmThroughput": {
+                "ReadUnitsPerSecond": warm_read,
+                "WriteUnitsPerSecond": warm_write,
+                "Status": "ACTIVE",
+            },
             "DeletionProtectionEnabled": false,
         })
     }

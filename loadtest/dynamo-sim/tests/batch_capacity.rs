@@ -233,6 +233,47 @@ fn on_demand_throttles_with_throttling_exception() {
 }
 
 #[test]
+fn describe_table_reports_what_the_table_serves_at_once() {
+    let warm = |sim: &Simulator, t: &str| {
+        let out = call(sim, "DescribeTable", json!({"TableName": t})).expect("describe");
+        let w = &out["Table"]["WarmThroughput"];
+        assert_eq!(w["Status"], "ACTIVE");
+        (
+            w["ReadUnitsPerSecond"].as_u64().expect("read units"),
+            w["WriteUnitsPerSecond"].as_u64().expect("write units"),
+        )
+    };
+    let (sim, clock) = sim_with(CapacityConfig {
+        on_demand_warm_wcu: 3.0,
+        initial_burst_seconds: 1.0,
+        ..CapacityConfig::default()
+    });
+    table(&sim, "OD", None);
+    table(&sim, "P", Some(250));
+    clock.set(0.0);
+    assert_eq!(
+        warm(&sim, "OD"),
+        (9, 3),
+        "a new on-demand table: its warm rate"
+    );
+    assert_eq!(warm(&sim, "P").1, 250, "provisioned: its capacity");
+    // A whole second at 3 WCU: twice that peak is served at once.
+    let writes: Vec<Value> = (0..3).map(|i| put_request("a", i, 1)).collect();
+    call(&sim, "BatchWriteItem", batch("OD", writes)).expect("warm capacity");
+    clock.set(1.0);
+    assert_eq!(warm(&sim, "OD"), (18, 6));
+    let (unlimited, _) = sim_with(CapacityConfig {
+        unlimited: true,
+        ..CapacityConfig::default()
+    });
+    table(&unlimited, "U", None);
+    assert_eq!(
+        warm(&unlimited, "U").1,
+        dynamo_sim::table::UNLIMITED_WARM_WCU
+    );
+}
+
+#[test]
 fn batch_validation_messages() {
     let (sim, _clock) = sim_with(CapacityConfig::default());
     table(&sim, "T", Some(100));

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
 use aws_sdk_dynamodb::types::{BillingMode, PutRequest, ReturnConsumedCapacity, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
-use super::rate::ceiling::{DescribeCapacity, DescribeError, TableCapacity};
+use super::rate::ceiling::{DescribeCapacity, DescribeError, Described, TableCapacity};
 use super::retry::{classify, WriteError};
 use super::writer::{BatchWrite, WriteOutcome};
 use crate::config::TableSpec;
@@ -123,7 +123,7 @@ impl BatchWrite for SdkWriter {
 }
 
 impl DescribeCapacity for SdkWriter {
-    async fn capacity(&self, table: &TableSpec) -> Result<TableCapacity, DescribeError> {
+    async fn capacity(&self, table: &TableSpec) -> Result<Described, DescribeError> {
         let output = self
             .client
             .describe_table()
@@ -144,7 +144,13 @@ impl DescribeCapacity for SdkWriter {
             .is_some_and(|m| *m == BillingMode::PayPerRequest);
         // Counts, not floats, on the wire: i64 → f64 is exact for any real WCU.
         #[allow(clippy::cast_precision_loss)]
-        Ok(if on_demand {
+        let warm_wcu = desc
+            .warm_throughput()
+            .and_then(|w| w.write_units_per_second())
+            .filter(|w| *w > 0)
+            .map(|w| w as f64);
+        #[allow(clippy::cast_precision_loss)]
+        let capacity = if on_demand {
             TableCapacity::OnDemand(
                 desc.on_demand_throughput()
                     .and_then(|o| o.max_write_request_units())
@@ -157,6 +163,7 @@ impl DescribeCapacity for SdkWriter {
                     .and_then(|p| p.write_capacity_units())
                     .unwrap_or(0) as f64,
             )
-        })
+        };
+        Ok(Described { capacity, warm_wcu })
     }
 }

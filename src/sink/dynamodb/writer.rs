@@ -482,8 +482,8 @@ mod tests {
         async fn capacity(
             &self,
             _table: &TableSpec,
-        ) -> Result<ceiling::TableCapacity, ceiling::DescribeError> {
-            Ok(ceiling::TableCapacity::OnDemand(None))
+        ) -> Result<ceiling::Described, ceiling::DescribeError> {
+            Ok(ceiling::TableCapacity::OnDemand(None).into())
         }
     }
 

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::rate::ceiling::{DescribeCapacity, DescribeError, TableCapacity};
+use super::rate::ceiling::{DescribeCapacity, DescribeError, Described};
 use super::request::SdkWriter;
 use super::retry::WriteError;
 use super::writer::{BatchWrite, WriteOutcome};
@@ -167,7 +167,7 @@ impl BatchWrite for DirectWriter {
 }
 
 impl DescribeCapacity for DirectWriter {
-    async fn capacity(&self, table: &TableSpec) -> Result<TableCapacity, DescribeError> {
+    async fn capacity(&self, table: &TableSpec) -> Result<Described, DescribeError> {
         self.describe.capacity(table).await
     }
 }
@@ -192,7 +192,7 @@ impl BatchWrite for TableWriter {
 }
 
 impl DescribeCapacity for TableWriter {
-    async fn capacity(&self, table: &TableSpec) -> Result<TableCapacity, DescribeError> {
+    async fn capacity(&self, table: &TableSpec) -> Result<Described, DescribeError> {
         match self {
             TableWriter::Direct(w) => w.capacity(table).await,
             TableWriter::Sdk(w) => w.capacity(table).await,

@@ -9,6 +9,10 @@
 //! only the controller's decreases (other writers, burst or account limits)
 //! take it lower. On-demand tables report their `MaxWriteRequestUnits` when
 //! one is set; otherwise there is no ceiling and the controller probes.
+//! Every table also reports its warm throughput (`WarmThroughput`, what it
+//! serves at once: 4,000 WCU/s for a new on-demand table, more after a peak
+//! or a pre-warm), which lifts the controller's growth cap to that value,
+//! so the writer starts there instead of climbing from `initial_wcu`.
 //!
 //! Invariants: a failed poll keeps the last known ceiling (a transient
 //! DescribeTable error must not unleash the writer); the poll stops when
@@ -41,6 +45,23 @@ pub enum TableCapacity {
     OnDemand(Option<f64>),
 }
 
+/// What DescribeTable says about a table's writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Described {
+    pub capacity: TableCapacity,
+    /// `WarmThroughput.WriteUnitsPerSecond`, when reported.
+    pub warm_wcu: Option<f64>,
+}
+
+impl From<TableCapacity> for Described {
+    fn from(capacity: TableCapacity) -> Self {
+        Described {
+            capacity,
+            warm_wcu: None,
+        }
+    }
+}
+
 impl TableCapacity {
     /// The ceiling for the controller: WCU/s the table takes at most.
     pub fn ceiling(self) -> Option<f64> {
@@ -58,11 +79,12 @@ pub trait DescribeCapacity: Send + Sync + 'static {
     fn capacity(
         &self,
         table: &TableSpec,
-    ) -> impl Future<Output = Result<TableCapacity, DescribeError>> + Send;
+    ) -> impl Future<Output = Result<Described, DescribeError>> + Send;
 }
 
 /// Polls the table's capacity every `interval` until `stop`, setting the
-/// controller's ceiling and the `rate_ceiling_wcu` gauge.
+/// controller's ceiling and warm throughput and the `rate_ceiling_wcu`
+/// gauge.
 pub async fn poll<D: DescribeCapacity>(
     describer: Arc<D>,
     table: Arc<TableSpec>,
@@ -80,12 +102,14 @@ pub async fn poll<D: DescribeCapacity>(
             _ = stop.cancelled() => return,
         }
         match describer.capacity(&table).await {
-            Ok(capacity) => {
+            Ok(Described { capacity, warm_wcu }) => {
                 failing = false;
                 let ceiling = capacity.ceiling();
                 metrics.rate_ceiling.set(ceiling.unwrap_or(0.0));
-                if rate.set_ceiling(ceiling) {
-                    tracing::info!(table = %table.name, ?capacity, "table write capacity");
+                // Both set, whichever changed.
+                let warm_changed = rate.set_warm(warm_wcu);
+                if rate.set_ceiling(ceiling) | warm_changed {
+                    tracing::info!(table = %table.name, ?capacity, ?warm_wcu, "table write capacity");
                 }
             }
             Err(e) if !failing => {
@@ -106,38 +130,46 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
-    struct Scripted(Mutex<VecDeque<Result<TableCapacity, DescribeError>>>);
+    struct Scripted(Mutex<VecDeque<Result<Described, DescribeError>>>);
 
     impl DescribeCapacity for Scripted {
-        async fn capacity(&self, _: &TableSpec) -> Result<TableCapacity, DescribeError> {
+        async fn capacity(&self, _: &TableSpec) -> Result<Described, DescribeError> {
             self.0
                 .lock()
                 .expect("lock")
                 .pop_front()
-                .unwrap_or(Ok(TableCapacity::Provisioned(300.0)))
+                .unwrap_or(Ok(TableCapacity::Provisioned(300.0).into()))
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_polled_capacity_becomes_the_ceiling_and_errors_keep_it() {
-        let table = Arc::new(TableSpec::string_keyed("T"));
-        let rate = Arc::new(RateControl::unmetered(ControllerConfig::default(), 1000));
-        let script = Scripted(Mutex::new(VecDeque::from([
-            Ok(TableCapacity::Provisioned(500.0)),
-            Err(DescribeError {
-                message: "AccessDenied".into(),
-            }),
-            Ok(TableCapacity::OnDemand(None)),
-        ])));
+    /// The poll of table "T" against `script`, every second until stopped.
+    fn start(
+        script: Scripted,
+        rate: &Arc<RateControl>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let stop = CancellationToken::new();
         let task = tokio::spawn(poll(
             Arc::new(script),
-            table,
+            Arc::new(TableSpec::string_keyed("T")),
             rate.clone(),
             TableMetrics::register("T", &[]),
             Duration::from_secs(1),
             stop.clone(),
         ));
+        (stop, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_polled_capacity_becomes_the_ceiling_and_errors_keep_it() {
+        let rate = Arc::new(RateControl::unmetered(ControllerConfig::default(), 1000));
+        let script = Scripted(Mutex::new(VecDeque::from([
+            Ok(TableCapacity::Provisioned(500.0).into()),
+            Err(DescribeError {
+                message: "AccessDenied".into(),
+            }),
+            Ok(TableCapacity::OnDemand(None).into()),
+        ])));
+        let (stop, task) = start(script, &rate);
         // The first poll is immediate.
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(rate.ceiling(), Some(500.0));
@@ -147,6 +179,30 @@ mod tests {
         assert_eq!(rate.ceiling(), None, "on-demand without a maximum");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(rate.ceiling(), Some(300.0));
+        stop.cancel();
+        task.await.expect("the poll ends when told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_polled_warm_throughput_lifts_the_starting_rate() {
+        let config = ControllerConfig {
+            initial_wcu: 4000.0,
+            ..ControllerConfig::default()
+        };
+        let rate = Arc::new(RateControl::unmetered(config, 1000));
+        let script = Scripted(Mutex::new(VecDeque::from([
+            Ok(Described {
+                capacity: TableCapacity::OnDemand(None),
+                warm_wcu: Some(40_000.0),
+            }),
+            Ok(TableCapacity::OnDemand(None).into()),
+        ])));
+        let (stop, task) = start(script, &rate);
+        assert_eq!(rate.current(), 4000.0, "before the first poll");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(rate.current(), 40_000.0, "the table serves this at once");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(rate.current(), 4000.0, "no longer reported");
         stop.cancel();
         task.await.expect("the poll ends when told");
     }

@@ -25,8 +25,13 @@
 //!   below the ceiling (other writers on the table, burst or account limits)
 //!   is still answered as above.
 //! - The rate never exceeds `max_wcu` (the table's `wcu_budget`) nor twice
-//!   what was admitted over the last second (plus `initial_wcu`), so an idle
-//!   or lightly loaded table does not accumulate a limit it never tested.
+//!   what was admitted over the last second (or `initial_wcu`, or the
+//!   table's warm throughput when DescribeTable reports one, if higher), so
+//!   an idle or lightly loaded table does not accumulate a limit it never
+//!   tested, while a table that says it serves N WCU/s at once (DynamoDB's
+//!   `WarmThroughput`: 4,000 for a new on-demand table, more after a peak or
+//!   a pre-warm) is written at up to N from the first call instead of
+//!   being climbed to from `initial_wcu`.
 
 use std::time::{Duration, Instant};
 
@@ -151,6 +156,9 @@ pub struct RateController {
     floor: f64,
     /// The table's provisioned WCU (DescribeTable), if known.
     ceiling: Option<f64>,
+    /// The WCU/s the table serves at once (DescribeTable's warm
+    /// throughput); 0 when unknown.
+    warm: f64,
     throttles: u64,
 }
 
@@ -163,6 +171,7 @@ impl RateController {
             epoch: None,
             floor: start,
             ceiling: None,
+            warm: 0.0,
             throttles: 0,
             cfg,
         }
@@ -204,6 +213,18 @@ impl RateController {
     /// The provisioned ceiling in force, if any.
     pub fn ceiling(&self) -> Option<f64> {
         self.ceiling
+    }
+
+    /// The table's warm throughput (`WarmThroughput.WriteUnitsPerSecond`):
+    /// what DynamoDB says the table serves instantly. The rate's growth cap
+    /// never holds it below this (the budget and the ceiling still do).
+    /// None: not reported (older APIs, DynamoDB Local, dynalite). Returns
+    /// whether it changed.
+    pub fn set_warm(&mut self, warm: Option<f64>) -> bool {
+        let warm = warm.filter(|w| w.is_finite() && *w > 0.0).unwrap_or(0.0);
+        let changed = warm != self.warm;
+        self.warm = warm;
+        changed
     }
 
     /// DynamoDB confirmed `wcu` capacity units.
@@ -267,8 +288,13 @@ impl RateController {
                 }
             }
         };
-        // Do not grant much more than was recently used: growth must be earned.
-        let earned = self.cfg.initial_wcu.max(2.0 * self.window.per_second(now));
+        // Do not grant much more than was recently used (growth must be
+        // earned), unless the table says it serves more at once.
+        let earned = self
+            .cfg
+            .initial_wcu
+            .max(self.warm)
+            .max(2.0 * self.window.per_second(now));
         let capped = grown.min(earned).min(self.cap());
         capped.max(self.cfg.min_wcu)
     }
@@ -446,6 +472,44 @@ mod tests {
         assert_eq!(c.rate(now), 1000.0);
         let now = feed(&mut c, now, 2.0, 900.0);
         assert!((c.rate(now) - 1800.0).abs() < 20.0, "{}", c.rate(now));
+    }
+
+    #[test]
+    fn a_reported_warm_throughput_is_granted_at_once_within_budget_and_ceiling() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(cfg(), t0);
+        assert_eq!(c.rate(t0), 1000.0, "nothing known: initial_wcu");
+        assert!(c.set_warm(Some(50_000.0)));
+        assert!(!c.set_warm(Some(50_000.0)), "unchanged");
+        assert_eq!(c.rate(t0), 50_000.0, "before any write");
+        // Light use does not shrink it: the table said it serves that much.
+        let now = feed(&mut c, t0, 2.0, 100.0);
+        assert_eq!(c.rate(now), 50_000.0);
+        // Use beyond it still earns growth (twice the last second).
+        let now = feed(&mut c, now, 2.0, 40_000.0);
+        assert!((c.rate(now) - 80_000.0).abs() < 800.0, "{}", c.rate(now));
+        // A provisioned ceiling and the budget still bound it.
+        assert!(c.set_ceiling(now, Some(30_000.0)));
+        assert_eq!(c.rate(now), 30_000.0);
+        let mut budgeted = RateController::new(
+            ControllerConfig {
+                max_wcu: Some(8_000.0),
+                ..cfg()
+            },
+            t0,
+        );
+        budgeted.set_warm(Some(50_000.0));
+        assert_eq!(budgeted.rate(t0), 8_000.0);
+        // Throttling is answered as without it.
+        let now = feed(&mut c, now, 1.0, 20_000.0);
+        assert!(matches!(c.on_throttle(now), Reaction::Decreased(_)));
+        assert!(c.rate(now) < 20_000.0, "{}", c.rate(now));
+        // Not reported (or nonsense): back to initial_wcu as the floor.
+        let mut gone = RateController::new(cfg(), t0);
+        gone.set_warm(Some(50_000.0));
+        assert!(gone.set_warm(None));
+        assert_eq!(gone.rate(t0), 1000.0);
+        assert!(!gone.set_warm(Some(f64::NAN)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! WCU/s per partition so one hot key waits while the others flow.
 //! [`RateControl`] joins them for the writer: hold back items of hot keys,
 //! charge a call before it is sent, report what DynamoDB said after. The
-//! [`ceiling`] poll tells the controller the table's provisioned capacity.
+//! [`ceiling`] poll tells the controller the table's provisioned capacity
+//! and its warm throughput.
 
 pub mod ceiling;
 pub mod concurrency;
@@ -113,6 +114,25 @@ impl RateControl {
             self.update(now);
         }
         changed
+    }
+
+    /// The table's warm throughput (None: not reported); returns whether
+    /// it changed. See [`RateController::set_warm`].
+    pub fn set_warm(&self, warm: Option<f64>) -> bool {
+        let changed = self
+            .controller
+            .lock()
+            .map(|mut c| c.set_warm(warm))
+            .unwrap_or(false);
+        if changed {
+            self.update(Instant::now());
+        }
+        changed
+    }
+
+    /// The rate in force now (WCU/s; infinite when unlimited).
+    pub fn current(&self) -> f64 {
+        self.limiter.rate()
     }
 
     /// The ceiling in force.
