@@ -31,7 +31,10 @@
 //!   tested, while a table that says it serves N WCU/s at once (DynamoDB's
 //!   `WarmThroughput`: 4,000 for a new on-demand table, more after a peak or
 //!   a pre-warm) is written at up to N from the first call instead of
-//!   being climbed to from `initial_wcu`.
+//!   being climbed to from `initial_wcu`. After a throttle the warm
+//!   throughput no longer counts (the table refused less than it says it
+//!   serves; a new ceiling, which starts the rate afresh, restores it):
+//!   probing earns its growth.
 
 use std::time::{Duration, Instant};
 
@@ -289,11 +292,14 @@ impl RateController {
             }
         };
         // Do not grant much more than was recently used (growth must be
-        // earned), unless the table says it serves more at once.
+        // earned), unless the table says it serves more at once and has not
+        // refused us since (a throttle below its warm throughput means
+        // something else limits it: other writers, account limits).
+        let warm = if self.epoch.is_none() { self.warm } else { 0.0 };
         let earned = self
             .cfg
             .initial_wcu
-            .max(self.warm)
+            .max(warm)
             .max(2.0 * self.window.per_second(now));
         let capped = grown.min(earned).min(self.cap());
         capped.max(self.cfg.min_wcu)
@@ -504,6 +510,15 @@ mod tests {
         let now = feed(&mut c, now, 1.0, 20_000.0);
         assert!(matches!(c.on_throttle(now), Reaction::Decreased(_)));
         assert!(c.rate(now) < 20_000.0, "{}", c.rate(now));
+        // After a throttle below the warm throughput, probing must earn its
+        // growth again: well into the probe, twice what was admitted.
+        let mut probed = RateController::new(cfg(), t0);
+        probed.set_warm(Some(50_000.0));
+        let now = feed(&mut probed, t0, 2.0, 10_000.0);
+        assert!(matches!(probed.on_throttle(now), Reaction::Decreased(_)));
+        let now = feed(&mut probed, now, 10.0, 10_000.0);
+        let r = probed.rate(now);
+        assert!((r - 20_000.0).abs() < 200.0, "{r}");
         // Not reported (or nonsense): back to initial_wcu as the floor.
         let mut gone = RateController::new(cfg(), t0);
         gone.set_warm(Some(50_000.0));
