@@ -96,6 +96,7 @@ pub async fn poll<D: DescribeCapacity>(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut warm_seen: Option<f64> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -108,9 +109,17 @@ pub async fn poll<D: DescribeCapacity>(
                 metrics.rate_ceiling.set(ceiling.unwrap_or(0.0));
                 // Both set, whichever changed.
                 let warm_changed = rate.set_warm(warm_wcu);
-                if rate.set_ceiling(ceiling) | warm_changed {
+                let ceiling_changed = rate.set_ceiling(ceiling);
+                // An on-demand table's warm throughput follows its peaks
+                // (it can change every second while a load grows): its
+                // first value and the ceiling's changes are news, the rest
+                // is detail.
+                if ceiling_changed || warm_seen.is_some() != warm_wcu.is_some() {
                     tracing::info!(table = %table.name, ?capacity, ?warm_wcu, "table write capacity");
+                } else if warm_changed {
+                    tracing::debug!(table = %table.name, ?warm_wcu, "table warm throughput");
                 }
+                warm_seen = warm_wcu;
             }
             Err(e) if !failing => {
                 // Once per failure streak: a missing dynamodb:DescribeTable
