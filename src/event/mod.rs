@@ -46,21 +46,26 @@ pub struct ItemText {
 impl ItemText {
     /// Copies `json` and `key` into one block.
     pub fn new(json: &[u8], key: &str) -> Self {
-        let partition = key.bytes().position(|b| b == 0).unwrap_or(key.len());
-        Self::keyed(json, key, hash_str(&key[..partition]))
+        let partition = key.bytes().position(|b| b == 0);
+        let part = &key[..partition.unwrap_or(key.len())];
+        Self::build(json, key, hash_str(part), partition.is_none())
     }
 
     /// As [`new`](Self::new), given the [`hash_str`] of the key's partition
     /// part (before its first NUL), which the mapper has already computed.
     pub fn keyed(json: &[u8], key: &str, partition_hash: u64) -> Self {
-        let mut bytes = Vec::with_capacity(json.len() + key.len());
-        bytes.extend_from_slice(json);
-        bytes.extend_from_slice(key.as_bytes());
-        let whole = !key.as_bytes().contains(&0);
         debug_assert_eq!(
             partition_hash,
             hash_str(key.split('\0').next().unwrap_or_default())
         );
+        Self::build(json, key, partition_hash, !key.as_bytes().contains(&0))
+    }
+
+    /// `whole`: the key has no sort part (no NUL).
+    fn build(json: &[u8], key: &str, partition_hash: u64, whole: bool) -> Self {
+        let mut bytes = Vec::with_capacity(json.len() + key.len());
+        bytes.extend_from_slice(json);
+        bytes.extend_from_slice(key.as_bytes());
         Self {
             bytes: bytes.into_boxed_slice(),
             json_len: json.len(),
@@ -77,7 +82,7 @@ impl ItemText {
 
     /// The normalized primary key.
     pub fn key(&self) -> &str {
-        // Only `new` fills `bytes`, with a `&str` after the JSON.
+        // Only `build` fills `bytes`, with a `&str` after the JSON.
         std::str::from_utf8(&self.bytes[self.json_len..]).unwrap_or_default()
     }
 

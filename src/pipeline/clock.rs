@@ -67,8 +67,7 @@ impl SortClock {
     /// earlier one for that key.
     pub fn assign(&self, partition_hash: u64, now: Instant) -> u64 {
         let now_ms = self.epoch_ms(now);
-        let key = partition_hash;
-        let shard = &self.shards[(key as usize) % SHARDS];
+        let shard = &self.shards[(partition_hash as usize) % SHARDS];
         let Ok(mut map) = shard.lock() else {
             return now_ms;
         };
@@ -76,7 +75,7 @@ impl SortClock {
             // Keys whose last stamp is in the past get `now_ms` anyway.
             map.retain(|_, last| *last >= now_ms);
         }
-        match map.entry(key) {
+        match map.entry(partition_hash) {
             Entry::Occupied(mut seen) => {
                 let last = seen.get_mut();
                 *last = (*last + 1).max(now_ms);

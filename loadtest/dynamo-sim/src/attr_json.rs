@@ -115,7 +115,7 @@ fn string(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::attr::Text;
     use proptest::prelude::*;
@@ -168,17 +168,27 @@ mod tests {
         })
     }
 
+    /// Bytes of a string's inside: mostly plain ASCII, with quotes,
+    /// backslashes, control characters and non-ASCII bytes mixed in.
+    pub(crate) fn string_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x80u8..=0xff],
+            0..40,
+        )
+    }
+
+    /// [`first_to_escape`] one byte at a time: the reference.
+    pub(crate) fn first_to_escape_bytewise(bytes: &[u8]) -> Option<usize> {
+        bytes
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+    }
+
     proptest! {
         /// The eight-byte scan finds what a byte-by-byte one finds.
         #[test]
-        fn the_first_byte_to_escape_is_found_eight_at_a_time(
-            bytes in proptest::collection::vec(
-                prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x80u8..=0xff],
-                0..40,
-            )
-        ) {
-            let expected = bytes.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-            prop_assert_eq!(first_to_escape(&bytes), expected, "{:?}", bytes);
+        fn the_first_byte_to_escape_is_found_eight_at_a_time(bytes in string_bytes()) {
+            prop_assert_eq!(first_to_escape(&bytes), first_to_escape_bytewise(&bytes), "{:?}", bytes);
         }
 
         /// Every case runs on the same thread, so each also checks that the

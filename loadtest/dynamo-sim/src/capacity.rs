@@ -126,6 +126,11 @@ impl WriteCapacity {
 
     /// Table write rate (WCU/s) in force at `now`; infinite when unlimited.
     pub fn rate(&self, now: f64) -> f64 {
+        self.rate_with_peak(now, self.peak)
+    }
+
+    /// [`Self::rate`] for an on-demand table whose previous peak is `peak`.
+    fn rate_with_peak(&self, now: f64, peak: f64) -> f64 {
         if self.params.unlimited {
             return f64::INFINITY;
         }
@@ -136,7 +141,7 @@ impl WriteCapacity {
         match self.billing {
             Billing::Provisioned { wcu } => scheduled.unwrap_or(wcu),
             Billing::OnDemand => {
-                let mut allowed = self.params.on_demand_warm_wcu.max(2.0 * self.peak);
+                let mut allowed = self.params.on_demand_warm_wcu.max(2.0 * peak);
                 if let Some(cap) = self.params.on_demand_max_wcu {
                     allowed = allowed.min(cap);
                 }
@@ -152,9 +157,18 @@ impl WriteCapacity {
     /// throughput): [`Self::rate`] with a second that is over counted in
     /// the peak, as the next admission will count it.
     pub fn warm_wcu(&self, now: f64) -> f64 {
-        let mut view = self.clone();
-        view.roll_second(now);
-        view.rate(now)
+        self.rate_with_peak(now, self.peak_at(now))
+    }
+
+    /// The highest admitted WCU in one whole second as of `now`: the
+    /// completed seconds' peak, and the current second's units once it is
+    /// over.
+    fn peak_at(&self, now: f64) -> f64 {
+        if now.floor() as i64 > self.second {
+            self.peak.max(self.second_units)
+        } else {
+            self.peak
+        }
     }
 
     /// The provisioned WCU in force at `now` as DescribeTable reports it:
@@ -226,7 +240,7 @@ impl WriteCapacity {
         // clock just before another that already rolled into the next second.
         if sec > self.second {
             // The peak is taken from completed seconds only.
-            self.peak = self.peak.max(self.second_units);
+            self.peak = self.peak_at(now);
             self.second = sec;
             self.second_units = 0.0;
             if self.billing == Billing::OnDemand {

@@ -114,23 +114,23 @@ impl Decimal {
             Some(_) => t[i + 1..].parse().ok()?,
             None => 0,
         };
+        Some(Decimal::normalized(negative, digits, int_len + e10 - lead))
+    }
+
+    /// The decimal 0.`digits` × 10^`exp`, `digits` without leading zeros:
+    /// trailing zeros dropped, and zero unsigned with no digits.
+    fn normalized(negative: bool, mut digits: Vec<u8>, exp: i64) -> Decimal {
         while digits.last() == Some(&0) {
             digits.pop();
         }
         if digits.is_empty() {
-            return Some(Decimal {
-                negative: false,
-                digits,
-                exp: 0,
-            });
+            return Decimal::default();
         }
-        let mut exp = int_len + e10;
-        exp -= lead;
-        Some(Decimal {
+        Decimal {
             negative,
             digits,
             exp,
-        })
+        }
     }
 
     /// Significant digits of a number's text without building it, or None
@@ -510,21 +510,7 @@ pub(crate) mod tests {
         let lead = digits.iter().take_while(|d| **d == 0).count();
         digits.drain(..lead);
         exp -= lead as i64;
-        while digits.last() == Some(&0) {
-            digits.pop();
-        }
-        if digits.is_empty() {
-            return Some(Decimal {
-                negative: false,
-                digits,
-                exp: 0,
-            });
-        }
-        Some(Decimal {
-            negative,
-            digits,
-            exp,
-        })
+        Some(Decimal::normalized(negative, digits, exp))
     }
 
     proptest! {

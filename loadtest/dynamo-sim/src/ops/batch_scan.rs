@@ -238,6 +238,7 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr_json::tests::{first_to_escape_bytewise, string_bytes};
     use proptest::prelude::*;
 
     fn ws() -> impl Strategy<Value = &'static str> {
@@ -328,16 +329,8 @@ mod tests {
         /// A string's text ends at its quote only when nothing to escape
         /// comes first.
         #[test]
-        fn plain_len_stops_at_the_first_quote_backslash_or_control(
-            bytes in proptest::collection::vec(
-                prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x80u8..=0xff],
-                0..40,
-            )
-        ) {
-            let expected = bytes
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .filter(|&i| bytes[i] == b'"');
+        fn plain_len_stops_at_the_first_quote_backslash_or_control(bytes in string_bytes()) {
+            let expected = first_to_escape_bytewise(&bytes).filter(|&i| bytes[i] == b'"');
             prop_assert_eq!(plain_len(&bytes), expected, "{:?}", bytes);
         }
 
