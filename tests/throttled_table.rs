@@ -3,7 +3,8 @@
 //! gateway writes at exactly that; without it (purely adaptive) DynamoDB
 //! throttles and the rate controller finds the capacity. Either way every
 //! acknowledged event is stored. An on-demand table's warm throughput
-//! (DescribeTable's `WarmThroughput`) is the rate the gateway starts at.
+//! (DescribeTable's `WarmThroughput`) is the rate the gateway starts at, its
+//! configured maximum (`OnDemandThroughput`) the ceiling.
 
 mod support;
 
@@ -84,6 +85,35 @@ async fn an_on_demand_tables_warm_throughput_is_the_starting_rate() {
     )
     .await;
     assert!(gw.log().contains("warm_wcu=Some(25000.0)"), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_tables_configured_maximum_is_the_ceiling() {
+    // MaxWriteRequestUnits 3,000, reported as `OnDemandThroughput`.
+    let sim = sensor_table(
+        CapacityConfig {
+            on_demand_max_wcu: Some(3_000.0),
+            ..CapacityConfig::default()
+        },
+        None,
+    );
+    let server = SimServer::start(sim).await;
+    let gw = Gateway::start(&server.endpoint, &[], "");
+    let http = Http::default();
+    let gauge = |name: &'static str| {
+        let http = &http;
+        let admin = gw.admin;
+        async move { metric(http, admin, name, "IoTSensorData").await }
+    };
+    support::eventually(
+        "the ceiling is the table's configured maximum",
+        Duration::from_secs(10),
+        || async { gauge("dynamo_ingest_rate_ceiling_wcu").await == 3_000.0 },
+    )
+    .await;
+    // Below `initial_wcu` (4,000): the ceiling bounds the starting rate.
+    assert_eq!(gauge("dynamo_ingest_rate_limit_wcu").await, 3_000.0);
+    server.stop().await;
 }
 
 /// Runs the gateway (default config plus `extra_toml`) against a 400 WCU

@@ -10,7 +10,7 @@ import pathlib
 import statistics
 import sys
 
-SCENARIOS = ["steady", "step", "hot-partition", "on-demand", "two-instances"]
+SCENARIOS = ["steady", "step", "hot-partition", "on-demand", "on-demand-max", "two-instances"]
 
 
 def rows(path):

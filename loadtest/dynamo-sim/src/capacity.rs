@@ -8,7 +8,8 @@
 //!   `burst_seconds` (300) of unused capacity ("burst capacity");
 //! - on-demand: the table takes up to `max(warm, 2 × previous peak)` WCU/s
 //!   at once ("instantly accommodates up to double the previous peak"), the
-//!   peak being the highest admitted WCU in one whole second;
+//!   peak being the highest admitted WCU in one whole second, capped by
+//!   the table's configured maximum and the account's per-table quota;
 //! - partitions: the partition key's stable hash picks one of
 //!   `max(1, ceil(WCU / 1000))` partitions, each capped at 1000 WCU/s, so a
 //!   hot key is throttled while the table still has capacity to spare.
@@ -142,7 +143,13 @@ impl WriteCapacity {
             Billing::Provisioned { wcu } => scheduled.unwrap_or(wcu),
             Billing::OnDemand => {
                 let mut allowed = self.params.on_demand_warm_wcu.max(2.0 * peak);
-                if let Some(cap) = self.params.on_demand_max_wcu {
+                for cap in [
+                    self.params.on_demand_max_wcu,
+                    self.params.on_demand_account_wcu,
+                ]
+                .into_iter()
+                .flatten()
+                {
                     allowed = allowed.min(cap);
                 }
                 if let Some(cap) = scheduled {
@@ -183,6 +190,26 @@ impl WriteCapacity {
                     .map_or(wcu, |s| s.wcu_at(now - self.created_at)),
             ),
             Billing::OnDemand => None,
+        }
+    }
+
+    /// An on-demand table's configured maximum (MaxWriteRequestUnits), the
+    /// one on-demand limit DescribeTable reports.
+    pub fn on_demand_max_wcu(&self) -> Option<f64> {
+        self.params.on_demand_max_wcu
+    }
+
+    /// Whether a refusal of an on-demand table is the account's per-table
+    /// quota (the lower of the two configured limits) rather than the
+    /// table's own maximum.
+    pub fn account_limited(&self) -> bool {
+        match (
+            self.params.on_demand_account_wcu,
+            self.params.on_demand_max_wcu,
+        ) {
+            (Some(account), Some(max)) => account < max,
+            (Some(_), None) => true,
+            (None, _) => false,
         }
     }
 

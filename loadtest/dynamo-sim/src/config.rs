@@ -42,8 +42,16 @@ pub struct CapacityConfig {
     pub partitions: Option<u32>,
     /// On-demand warm throughput a new table can take at once (DynamoDB: 4000).
     pub on_demand_warm_wcu: f64,
-    /// Optional cap for on-demand tables (DynamoDB's MaxWriteRequestUnits).
+    /// Optional cap for on-demand tables (DynamoDB's MaxWriteRequestUnits):
+    /// configured on the table, so DescribeTable reports it
+    /// (`OnDemandThroughput.MaxWriteRequestUnits`); refusals say
+    /// `TableWriteMaxOnDemandThroughputExceeded`.
     pub on_demand_max_wcu: Option<f64>,
+    /// Optional per-table account quota for on-demand tables (DynamoDB's
+    /// Service Quotas, 40,000 write request units by default): not part of
+    /// the table's description, so DescribeTable does not show it; refusals
+    /// say `TableWriteAccountLimitExceeded`.
+    pub on_demand_account_wcu: Option<f64>,
     /// Write-capacity schedule applied to every table without its own.
     pub schedule: Option<CapacitySchedule>,
 }
@@ -58,6 +66,7 @@ impl Default for CapacityConfig {
             partitions: None,
             on_demand_warm_wcu: 4000.0,
             on_demand_max_wcu: None,
+            on_demand_account_wcu: None,
             schedule: None,
         }
     }

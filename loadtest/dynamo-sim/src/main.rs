@@ -39,9 +39,13 @@ struct Cli {
     /// On-demand warm throughput, WCU/s (default 4000).
     #[arg(long)]
     on_demand_warm_wcu: Option<f64>,
-    /// Cap for on-demand tables, WCU/s.
+    /// Cap for on-demand tables, WCU/s (MaxWriteRequestUnits: DescribeTable
+    /// reports it).
     #[arg(long)]
     on_demand_max_wcu: Option<f64>,
+    /// Per-table account quota for on-demand tables, WCU/s (not reported).
+    #[arg(long)]
+    on_demand_account_wcu: Option<f64>,
     /// Capacity schedule for all tables, e.g. "2000, 30s:500, 60s:2000".
     #[arg(long)]
     schedule: Option<CapacitySchedule>,
@@ -138,6 +142,9 @@ fn build_config(cli: &Cli) -> Result<SimConfig, String> {
     }
     if cli.on_demand_max_wcu.is_some() {
         c.on_demand_max_wcu = cli.on_demand_max_wcu;
+    }
+    if cli.on_demand_account_wcu.is_some() {
+        c.on_demand_account_wcu = cli.on_demand_account_wcu;
     }
     if cli.schedule.is_some() {
         c.schedule = cli.schedule.clone();

@@ -268,7 +268,7 @@ impl Table {
         if let Some(t) = self.last_pay_per_request_epoch {
             billing["LastUpdateToPayPerRequestDateTime"] = json!(t);
         }
-        json!({
+        let mut description = json!({
             "AttributeDefinitions": attrs,
             "KeySchema": keys,
             "TableName": self.name,
@@ -290,7 +290,18 @@ impl Table {
                 "Status": "ACTIVE",
             },
             "DeletionProtectionEnabled": false,
-        })
+        });
+        // A configured on-demand maximum is part of the table's description
+        // (-1: no maximum for reads); the account's quota is not.
+        if let (Billing::OnDemand, Some(max)) =
+            (self.capacity.billing(), self.capacity.on_demand_max_wcu())
+        {
+            description["OnDemandThroughput"] = json!({
+                "MaxReadRequestUnits": -1,
+                "MaxWriteRequestUnits": max as i64,
+            });
+        }
+        description
     }
 
     /// Stats view as of `now` (simulator clock).

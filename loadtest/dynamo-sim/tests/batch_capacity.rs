@@ -274,6 +274,60 @@ fn describe_table_reports_what_the_table_serves_at_once() {
 }
 
 #[test]
+fn an_on_demand_maximum_is_described_and_an_account_quota_is_not() {
+    // Two units at once: each quota holds the table below its warm rate.
+    let refusal = |capacity: CapacityConfig| {
+        let (sim, clock) = sim_with(CapacityConfig {
+            on_demand_warm_wcu: 100.0,
+            initial_burst_seconds: 1.0,
+            ..capacity
+        });
+        table(&sim, "OD", None);
+        clock.set(0.0);
+        let described = call(&sim, "DescribeTable", json!({"TableName": "OD"})).expect("describe");
+        let writes: Vec<Value> = (0..2).map(|i| put_request("a", i, 1)).collect();
+        call(&sim, "BatchWriteItem", batch("OD", writes)).expect("within the limit");
+        let err = call(
+            &sim,
+            "BatchWriteItem",
+            batch("OD", vec![put_request("a", 9, 1)]),
+        )
+        .expect_err("over the limit");
+        let reason = err.body()["throttlingReasons"][0]["reason"].clone();
+        (described["Table"].clone(), reason)
+    };
+    let (table_desc, reason) = refusal(CapacityConfig {
+        on_demand_max_wcu: Some(2.0),
+        ..CapacityConfig::default()
+    });
+    assert_eq!(
+        table_desc["OnDemandThroughput"],
+        json!({"MaxReadRequestUnits": -1, "MaxWriteRequestUnits": 2}),
+        "the configured maximum (MaxWriteRequestUnits)"
+    );
+    assert_eq!(reason, "TableWriteMaxOnDemandThroughputExceeded");
+
+    let (table_desc, reason) = refusal(CapacityConfig {
+        on_demand_account_wcu: Some(2.0),
+        ..CapacityConfig::default()
+    });
+    assert!(
+        table_desc.get("OnDemandThroughput").is_none(),
+        "the account's quota is not part of the table: {table_desc}"
+    );
+    assert_eq!(reason, "TableWriteAccountLimitExceeded");
+
+    // Both: the lower one refuses.
+    let (table_desc, reason) = refusal(CapacityConfig {
+        on_demand_max_wcu: Some(50.0),
+        on_demand_account_wcu: Some(2.0),
+        ..CapacityConfig::default()
+    });
+    assert_eq!(table_desc["OnDemandThroughput"]["MaxWriteRequestUnits"], 50);
+    assert_eq!(reason, "TableWriteAccountLimitExceeded");
+}
+
+#[test]
 fn batch_validation_messages() {
     let (sim, _clock) = sim_with(CapacityConfig::default());
     table(&sim, "T", Some(100));

@@ -46,9 +46,13 @@ pub enum Scenario {
     /// `--wcu` over 4 partitions of wcu/4 each (DynamoDB's 1,000-WCU
     /// partition scaled down with the table), 20 % of events on one key.
     HotPartition,
-    /// PAY_PER_REQUEST at its warm throughput `--wcu`, which is also its
-    /// maximum; DescribeTable shows no capacity, so writers adapt alone.
+    /// PAY_PER_REQUEST at its warm throughput `--wcu`, which is also the
+    /// account's per-table quota; DescribeTable shows no limit, so writers
+    /// adapt alone.
     OnDemand,
+    /// PAY_PER_REQUEST with a configured maximum (MaxWriteRequestUnits) of
+    /// `--wcu`, which DescribeTable reports as `OnDemandThroughput`.
+    OnDemandMax,
     /// `--wcu`, each writer run as two instances with half the load each.
     TwoInstances,
 }
@@ -61,6 +65,7 @@ impl Scenario {
             Scenario::Step => "step",
             Scenario::HotPartition => "hot-partition",
             Scenario::OnDemand => "on-demand",
+            Scenario::OnDemandMax => "on-demand-max",
             Scenario::TwoInstances => "two-instances",
         }
     }
@@ -235,9 +240,11 @@ fn check_item_size(payload: &str, devices: u64) -> Result<usize> {
 
 fn schedule_for(args: &Args) -> Option<String> {
     match args.scenario {
-        Scenario::Steady | Scenario::HotPartition | Scenario::OnDemand | Scenario::TwoInstances => {
-            None
-        }
+        Scenario::Steady
+        | Scenario::HotPartition
+        | Scenario::OnDemand
+        | Scenario::OnDemandMax
+        | Scenario::TwoInstances => None,
         Scenario::Step => Some(format!(
             "{}, 20s:{}, 40s:{}",
             args.wcu * 2,
@@ -295,6 +302,10 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         }
         Scenario::OnDemand => {
             capacity.on_demand_warm_wcu = args.wcu as f64;
+            capacity.on_demand_account_wcu = Some(args.wcu as f64);
+        }
+        Scenario::OnDemandMax => {
+            capacity.on_demand_warm_wcu = args.wcu as f64;
             capacity.on_demand_max_wcu = Some(args.wcu as f64);
         }
         _ => {}
@@ -317,7 +328,7 @@ async fn run_writer(args: &Args, writer: &str, payload_text: &str) -> Result<Row
         ("device_id", KeyType::S),
         Some(("timestamp", KeyType::N)),
     );
-    let spec = if args.scenario == Scenario::OnDemand {
+    let spec = if matches!(args.scenario, Scenario::OnDemand | Scenario::OnDemandMax) {
         spec
     } else {
         spec.provisioned(wcu0 as u64)

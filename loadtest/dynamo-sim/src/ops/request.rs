@@ -163,6 +163,9 @@ pub fn throttle_reason(table: &Table, cause: ThrottleCause) -> ThrottlingReason 
         (ThrottleCause::Table, Billing::Provisioned { .. }) => {
             "TableWriteProvisionedThroughputExceeded"
         }
+        (ThrottleCause::Table, Billing::OnDemand) if table.capacity.account_limited() => {
+            "TableWriteAccountLimitExceeded"
+        }
         (ThrottleCause::Table, Billing::OnDemand) => "TableWriteMaxOnDemandThroughputExceeded",
     };
     ThrottlingReason {
