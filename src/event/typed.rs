@@ -43,7 +43,9 @@ pub struct ItemWriter {
 }
 
 impl ItemWriter {
-    /// A writer whose buffer starts with room for `capacity` bytes.
+    /// A writer whose buffer starts with room for `capacity` bytes (tests;
+    /// the intake reuses one buffer through [`Self::reusing`]).
+    #[cfg(test)]
     pub fn with_capacity(capacity: usize) -> Self {
         Self::reusing(Vec::with_capacity(capacity))
     }
@@ -127,7 +129,9 @@ impl ItemWriter {
         self.size += 1;
     }
 
-    /// The item's typed JSON and its size.
+    /// The item's typed JSON and its size (tests; the intake uses
+    /// [`Self::finish_in_place`]).
+    #[cfg(test)]
     pub fn finish(mut self) -> (Box<[u8]>, usize) {
         self.out.push(b'}');
         (self.out.into_boxed_slice(), self.size)
