@@ -332,6 +332,18 @@ impl SimConfig {
                     .into(),
             ));
         }
+        // Request units, as DynamoDB takes them: whole, at least 1 (the
+        // maximum is reported as an integer in DescribeTable).
+        for (name, limit) in [
+            ("capacity.on_demand_max_wcu", c.on_demand_max_wcu),
+            ("capacity.on_demand_account_wcu", c.on_demand_account_wcu),
+        ] {
+            if let Some(v) = limit.filter(|v| !(*v >= 1.0 && v.fract() == 0.0)) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be a whole number of write units >= 1, got {v}"
+                )));
+            }
+        }
         if c.partitions == Some(0) || self.tables.iter().any(|t| t.partitions == Some(0)) {
             return Err(ConfigError::Invalid("partitions must be >= 1".into()));
         }
@@ -381,5 +393,30 @@ mod tests {
         cfg.validate().expect("valid ranges");
         assert_eq!(cfg.tables[0].sort_key_type, KeyType::N);
         assert!(toml::from_str::<SimConfig>("[capacity]\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn on_demand_limits_are_whole_write_units() {
+        let with = |max: Option<f64>, account: Option<f64>| SimConfig {
+            capacity: CapacityConfig {
+                on_demand_max_wcu: max,
+                on_demand_account_wcu: account,
+                ..CapacityConfig::default()
+            },
+            ..SimConfig::default()
+        };
+        with(Some(3000.0), Some(40_000.0))
+            .validate()
+            .expect("whole units");
+        for (cfg, field) in [
+            (with(Some(2.5), None), "capacity.on_demand_max_wcu"),
+            (with(None, Some(0.0)), "capacity.on_demand_account_wcu"),
+            (with(Some(f64::NAN), None), "capacity.on_demand_max_wcu"),
+        ] {
+            match cfg.validate() {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(field), "{m}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 }
