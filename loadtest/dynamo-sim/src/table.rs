@@ -240,20 +240,19 @@ impl Table {
             attrs.push(json!({"AttributeName": n, "AttributeType": t.as_str()}));
             keys.push(json!({"AttributeName": n, "KeyType": "RANGE"}));
         }
-        let (rcu, wcu) = match self.capacity.billing() {
-            Billing::Provisioned { wcu } => (
-                self.rcu,
-                self.capacity.provisioned_wcu_at(now).unwrap_or(wcu) as u64,
-            ),
-            Billing::OnDemand => (0, 0),
-        };
-        // What the table serves at once (DynamoDB's WarmThroughput): the
-        // provisioned rates; for an on-demand table the write rate admission
-        // applies now (max(warm, 2 × previous peak)) and three times that
-        // for reads, as AWS's 12,000 / 4,000 for a new table;
-        // UNLIMITED_WARM_WCU when unlimited.
-        let (warm_read, warm_write) = match self.capacity.billing() {
-            Billing::Provisioned { .. } => (rcu, wcu),
+        // Provisioned rates, what the table serves at once (DynamoDB's
+        // WarmThroughput) and an on-demand table's configured maximum. A
+        // provisioned table serves its provisioned rates. An on-demand one
+        // has none: it serves the write rate admission applies now
+        // (max(warm, 2 × previous peak); UNLIMITED_WARM_WCU when unlimited)
+        // and three times that for reads, as AWS's 12,000 / 4,000 for a new
+        // table; its maximum is part of its description (the account's
+        // quota is not).
+        let (rcu, wcu, warm_read, warm_write, on_demand_max) = match self.capacity.billing() {
+            Billing::Provisioned { wcu } => {
+                let wcu = self.capacity.provisioned_wcu_at(now).unwrap_or(wcu) as u64;
+                (self.rcu, wcu, self.rcu, wcu, None)
+            }
             Billing::OnDemand => {
                 let rate = self.capacity.warm_wcu(now);
                 let w = if rate.is_finite() {
@@ -261,7 +260,13 @@ impl Table {
                 } else {
                     UNLIMITED_WARM_WCU
                 };
-                (w.saturating_mul(3), w)
+                (
+                    0,
+                    0,
+                    w.saturating_mul(3),
+                    w,
+                    self.capacity.on_demand_max_wcu(),
+                )
             }
         };
         let mut billing = json!({"BillingMode": self.billing_mode()});
@@ -291,11 +296,8 @@ impl Table {
             },
             "DeletionProtectionEnabled": false,
         });
-        // A configured on-demand maximum is part of the table's description
-        // (-1: no maximum for reads); the account's quota is not.
-        if let (Billing::OnDemand, Some(max)) =
-            (self.capacity.billing(), self.capacity.on_demand_max_wcu())
-        {
+        // -1: no maximum for reads.
+        if let Some(max) = on_demand_max {
             description["OnDemandThroughput"] = json!({
                 "MaxReadRequestUnits": -1,
                 "MaxWriteRequestUnits": max as i64,

@@ -196,24 +196,36 @@ fn hot_key_throttles_while_the_table_has_capacity() {
     assert!((0..20).any(|i| put(&format!("cold-{i}"), 1).is_ok()));
 }
 
-#[test]
-fn on_demand_throttles_with_throttling_exception() {
+/// An on-demand table `OD` (one second of burst) under `capacity` at
+/// second 0: `fits` one-unit writes admitted in one call, then one more
+/// refused. The simulator, its clock and the refusal's body.
+fn on_demand_refusal(capacity: CapacityConfig, fits: u32) -> (Simulator, Arc<ManualClock>, Value) {
     let (sim, clock) = sim_with(CapacityConfig {
-        on_demand_warm_wcu: 3.0,
         initial_burst_seconds: 1.0,
-        ..CapacityConfig::default()
+        ..capacity
     });
     table(&sim, "OD", None);
     clock.set(0.0);
-    let writes: Vec<Value> = (0..3).map(|i| put_request("a", i, 1)).collect();
-    call(&sim, "BatchWriteItem", batch("OD", writes)).expect("warm capacity");
+    let writes: Vec<Value> = (0..fits).map(|i| put_request("a", i, 1)).collect();
+    call(&sim, "BatchWriteItem", batch("OD", writes)).expect("within capacity");
     let err = call(
         &sim,
         "BatchWriteItem",
-        batch("OD", vec![put_request("a", 9, 1)]),
+        batch("OD", vec![put_request("a", fits, 1)]),
     )
     .expect_err("throttled");
-    let body = err.body();
+    (sim, clock, err.body())
+}
+
+#[test]
+fn on_demand_throttles_with_throttling_exception() {
+    let (sim, clock, body) = on_demand_refusal(
+        CapacityConfig {
+            on_demand_warm_wcu: 3.0,
+            ..CapacityConfig::default()
+        },
+        3,
+    );
     assert_eq!(
         body["__type"],
         "com.amazonaws.dynamodb.v20120810#ThrottlingException"
@@ -277,24 +289,18 @@ fn describe_table_reports_what_the_table_serves_at_once() {
 fn an_on_demand_maximum_is_described_and_an_account_quota_is_not() {
     // Two units at once: each quota holds the table below its warm rate.
     let refusal = |capacity: CapacityConfig| {
-        let (sim, clock) = sim_with(CapacityConfig {
-            on_demand_warm_wcu: 100.0,
-            initial_burst_seconds: 1.0,
-            ..capacity
-        });
-        table(&sim, "OD", None);
-        clock.set(0.0);
+        let (sim, _, body) = on_demand_refusal(
+            CapacityConfig {
+                on_demand_warm_wcu: 100.0,
+                ..capacity
+            },
+            2,
+        );
         let described = call(&sim, "DescribeTable", json!({"TableName": "OD"})).expect("describe");
-        let writes: Vec<Value> = (0..2).map(|i| put_request("a", i, 1)).collect();
-        call(&sim, "BatchWriteItem", batch("OD", writes)).expect("within the limit");
-        let err = call(
-            &sim,
-            "BatchWriteItem",
-            batch("OD", vec![put_request("a", 9, 1)]),
+        (
+            described["Table"].clone(),
+            body["throttlingReasons"][0]["reason"].clone(),
         )
-        .expect_err("over the limit");
-        let reason = err.body()["throttlingReasons"][0]["reason"].clone();
-        (described["Table"].clone(), reason)
     };
     let (table_desc, reason) = refusal(CapacityConfig {
         on_demand_max_wcu: Some(2.0),

@@ -130,7 +130,9 @@ impl RateControl {
         changed
     }
 
-    /// The rate in force now (WCU/s; infinite when unlimited).
+    /// The rate in force now (WCU/s; infinite when unlimited). Tests; the
+    /// `rate_limit_wcu` gauge shows it.
+    #[cfg(test)]
     pub fn current(&self) -> f64 {
         self.limiter.rate()
     }
