@@ -105,8 +105,8 @@ async fn an_on_demand_tables_configured_maximum_is_the_ceiling() {
         let admin = gw.admin;
         async move { metric(http, admin, name, "IoTSensorData").await }
     };
-    // One wait for both: the poll sets the ceiling's gauge just before the
-    // rate's. The rate starts at 3,000, below `initial_wcu` (4,000).
+    // The rate starts at 3,000, below `initial_wcu` (4,000). The poll sets
+    // the rate before the ceiling's gauge; one wait reads both anyway.
     support::eventually(
         "the ceiling and the rate are the table's configured maximum",
         Duration::from_secs(10),

@@ -106,10 +106,11 @@ pub async fn poll<D: DescribeCapacity>(
             Ok(Described { capacity, warm_wcu }) => {
                 failing = false;
                 let ceiling = capacity.ceiling();
+                // Both at once, whichever changed; the ceiling's gauge
+                // after the rate's, so whoever sees the new ceiling also
+                // sees the rate it brought.
+                let (ceiling_changed, warm_changed) = rate.set_described(ceiling, warm_wcu);
                 metrics.rate_ceiling.set(ceiling.unwrap_or(0.0));
-                // Both set, whichever changed.
-                let warm_changed = rate.set_warm(warm_wcu);
-                let ceiling_changed = rate.set_ceiling(ceiling);
                 // An on-demand table's warm throughput follows its peaks
                 // (it can change every second while a load grows): its
                 // first value and the ceiling's changes are news, the rest
@@ -214,6 +215,32 @@ mod tests {
         assert_eq!(rate.current(), 4000.0, "no longer reported");
         stop.cancel();
         task.await.expect("the poll ends when told");
+    }
+
+    #[test]
+    fn a_ceiling_and_a_warm_throughput_described_together_apply_at_once() {
+        let config = ControllerConfig {
+            initial_wcu: 500.0,
+            ..ControllerConfig::default()
+        };
+        let rate = RateControl::unmetered(config, 1000);
+        // An on-demand maximum of 3,000 on a table warm for 40,000: the
+        // warm throughput lifts the start, the maximum caps it.
+        assert_eq!(
+            rate.set_described(Some(3000.0), Some(40_000.0)),
+            (true, true)
+        );
+        assert_eq!(rate.current(), 3000.0);
+        assert_eq!(rate.ceiling(), Some(3000.0));
+        assert_eq!(
+            rate.set_described(Some(3000.0), Some(40_000.0)),
+            (false, false),
+            "unchanged"
+        );
+        assert_eq!(rate.set_described(None, Some(40_000.0)), (true, false));
+        assert_eq!(rate.current(), 40_000.0, "no maximum: the warm throughput");
+        assert_eq!(rate.set_described(None, None), (false, true));
+        assert_eq!(rate.current(), 500.0, "neither: the configured start");
     }
 
     #[test]

@@ -101,31 +101,22 @@ impl RateControl {
         self.capacity_poll
     }
 
-    /// The table's provisioned capacity (None: on-demand or unknown);
-    /// returns whether it changed.
-    pub fn set_ceiling(&self, ceiling: Option<f64>) -> bool {
+    /// What DescribeTable says now: the ceiling (provisioned WCU or an
+    /// on-demand maximum; None: neither) and the warm throughput (None:
+    /// not reported). Both are applied under one lock and the rate is
+    /// recomputed once, so the rate in force never mixes a new ceiling
+    /// with an old warm throughput. Returns whether each changed (ceiling,
+    /// warm). See [`RateController::set_ceiling`] and
+    /// [`RateController::set_warm`].
+    pub fn set_described(&self, ceiling: Option<f64>, warm: Option<f64>) -> (bool, bool) {
         let now = Instant::now();
         let changed = self
             .controller
             .lock()
-            .map(|mut c| c.set_ceiling(now, ceiling))
-            .unwrap_or(false);
-        if changed {
+            .map(|mut c| (c.set_ceiling(now, ceiling), c.set_warm(warm)))
+            .unwrap_or((false, false));
+        if changed.0 || changed.1 {
             self.update(now);
-        }
-        changed
-    }
-
-    /// The table's warm throughput (None: not reported); returns whether
-    /// it changed. See [`RateController::set_warm`].
-    pub fn set_warm(&self, warm: Option<f64>) -> bool {
-        let changed = self
-            .controller
-            .lock()
-            .map(|mut c| c.set_warm(warm))
-            .unwrap_or(false);
-        if changed {
-            self.update(Instant::now());
         }
         changed
     }
