@@ -5,7 +5,8 @@
 //!
 //! It is a simulator, not storage: items live in memory and vanish when the
 //! process stops. Its capacity model is DynamoDB's on-demand mode (4,000
-//! write units/s warm throughput, 1,000 WCU/s per partition).
+//! write units/s warm throughput, up to double the previous peak, 1,000
+//! WCU/s per partition, AWS's default per-table quota of 40,000 WCU/s).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -34,8 +34,14 @@ pub enum Billing {
 /// Why a write was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThrottleCause {
-    /// The table's capacity (or on-demand headroom) is used up.
+    /// The table's capacity is used up: a provisioned table's WCU, or an
+    /// on-demand table's headroom (double its previous peak).
     Table,
+    /// An on-demand table's configured maximum (`on_demand_max_wcu`).
+    Maximum,
+    /// The account's per-table quota for on-demand tables
+    /// (`on_demand_account_wcu`).
+    Account,
     /// The key's partition exceeded its own limit.
     Partition,
 }
@@ -199,17 +205,22 @@ impl WriteCapacity {
         self.params.on_demand_max_wcu
     }
 
-    /// Whether a refusal of an on-demand table is the account's per-table
-    /// quota (the lower of the two configured limits) rather than the
-    /// table's own maximum.
-    pub fn account_limited(&self) -> bool {
-        match (
-            self.params.on_demand_account_wcu,
-            self.params.on_demand_max_wcu,
-        ) {
-            (Some(account), Some(max)) => account < max,
-            (Some(_), None) => true,
-            (None, _) => false,
+    /// What holds the table's rate at `now` when its bucket refuses: an
+    /// on-demand table's account quota or configured maximum when the rate
+    /// is at it (the quota when it is the lower of the two), else the
+    /// table's own capacity.
+    fn table_cause(&self, now: f64) -> ThrottleCause {
+        if !matches!(self.billing, Billing::OnDemand) {
+            return ThrottleCause::Table;
+        }
+        let rate = self.rate(now);
+        let max = self.params.on_demand_max_wcu;
+        match self.params.on_demand_account_wcu {
+            Some(account) if rate >= account && max.is_none_or(|m| account < m) => {
+                ThrottleCause::Account
+            }
+            _ if max.is_some_and(|m| rate >= m) => ThrottleCause::Maximum,
+            _ => ThrottleCause::Table,
         }
     }
 
@@ -297,7 +308,7 @@ impl WriteCapacity {
             }
         }
         if !self.table.can_pay(units_f, table_max) {
-            return Err(ThrottleCause::Table);
+            return Err(self.table_cause(now));
         }
         self.table.tokens -= units_f;
         if let Some(p) = self.partitions.get_mut(idx) {
@@ -437,9 +448,20 @@ mod tests {
         );
         // Second 2: previous peak 4000, so up to 8000 at once.
         assert_eq!(admit_n(&mut cap, 20_000, |i| i as u64, 2.0), 8000);
+        assert_eq!(
+            cap.try_admit(1, 1, 2.0),
+            Err(ThrottleCause::Table),
+            "below the quota: the table's own headroom"
+        );
         assert_eq!(cap.peak(), 4000.0);
         assert_eq!(admit_n(&mut cap, 40_000, |i| i as u64, 3.0), 16_000);
         assert_eq!(cap.peak(), 8000.0);
+        assert_eq!(admit_n(&mut cap, 40_000, |i| i as u64, 4.0), 32_000);
+        // Doubling again would be 64,000: the account's default per-table
+        // quota holds it at 40,000, and says so.
+        assert_eq!(admit_n(&mut cap, 80_000, |i| i as u64, 5.0), 40_000);
+        assert_eq!(cap.try_admit(1, 1, 5.0), Err(ThrottleCause::Account));
+        assert_eq!(cap.rate(6.5), 40_000.0);
         // Never below the warm throughput even after idling.
         assert!(cap.rate(100.0) >= 4000.0);
     }

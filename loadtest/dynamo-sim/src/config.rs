@@ -26,6 +26,10 @@ pub struct SimConfig {
     pub tables: Vec<TableConfig>,
 }
 
+/// DynamoDB's default per-table quota for an on-demand table's writes, in
+/// write request units per second ("Service, account, and table quotas").
+pub const DEFAULT_ACCOUNT_WCU: f64 = 40_000.0;
+
 /// Capacity model knobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,10 +51,10 @@ pub struct CapacityConfig {
     /// (`OnDemandThroughput.MaxWriteRequestUnits`); refusals say
     /// `TableWriteMaxOnDemandThroughputExceeded`.
     pub on_demand_max_wcu: Option<f64>,
-    /// Optional per-table account quota for on-demand tables (DynamoDB's
-    /// Service Quotas, 40,000 write request units by default): not part of
-    /// the table's description, so DescribeTable does not show it; refusals
-    /// say `TableWriteAccountLimitExceeded`.
+    /// Per-table account quota for on-demand tables (DynamoDB's Service
+    /// Quotas: [`DEFAULT_ACCOUNT_WCU`] write request units unless raised):
+    /// not part of the table's description, so DescribeTable does not show
+    /// it; refusals say `TableWriteAccountLimitExceeded`. None: no quota.
     pub on_demand_account_wcu: Option<f64>,
     /// Write-capacity schedule applied to every table without its own.
     pub schedule: Option<CapacitySchedule>,
@@ -66,7 +70,7 @@ impl Default for CapacityConfig {
             partitions: None,
             on_demand_warm_wcu: 4000.0,
             on_demand_max_wcu: None,
-            on_demand_account_wcu: None,
+            on_demand_account_wcu: Some(DEFAULT_ACCOUNT_WCU),
             schedule: None,
         }
     }

@@ -43,7 +43,8 @@ struct Cli {
     /// reports it).
     #[arg(long)]
     on_demand_max_wcu: Option<f64>,
-    /// Per-table account quota for on-demand tables, WCU/s (not reported).
+    /// Per-table account quota for on-demand tables, WCU/s (not reported;
+    /// default 40000, AWS's default quota).
     #[arg(long)]
     on_demand_account_wcu: Option<f64>,
     /// Capacity schedule for all tables, e.g. "2000, 30s:500, 60s:2000".
