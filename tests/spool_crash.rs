@@ -7,8 +7,8 @@
 //!
 //! The issue's full scenario (100,000 events, SIGKILL at a random moment,
 //! restart, check) is the ignored test `hundred_thousand_events_*`; run it
-//! several times (each run picks another kill point, or set
-//! `SPOOL_CRASH_KILL_MS`):
+//! several times (each run kills after another random number of posted
+//! events, or set `SPOOL_CRASH_KILL_MS` for a kill by time):
 //! `cargo test --test spool_crash -- --ignored --nocapture`.
 
 mod support;
@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use support::{count, dynamodb, Dynalite, Gateway, Http};
@@ -35,17 +37,30 @@ fn spool_toml(dir: &std::path::Path) -> String {
 
 /// Posts NDJSON batches with `ack=spooled` until the gateway dies or the
 /// round's budget is spent; returns the seqs whose request got a 2xx.
-async fn post_until_killed(url: String, next: Arc<AtomicU64>, budget_end: u64) -> Vec<u64> {
+/// With `crossing`, the client whose batch reaches that seq notifies it
+/// (a kill point by progress, whatever the machine's speed).
+async fn post_until_killed(
+    url: String,
+    next: Arc<AtomicU64>,
+    budget_end: u64,
+    crossing: Option<(u64, Arc<Notify>)>,
+) -> Vec<u64> {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (url, next, acked) = (url.clone(), next.clone(), acked.clone());
+            let crossing = crossing.clone();
             tokio::spawn(async move {
                 let http = Http::default();
                 loop {
                     let first = next.fetch_add(EVENTS_PER_POST, Ordering::Relaxed);
                     if first >= budget_end {
                         return;
+                    }
+                    if let Some((at, reached)) = &crossing {
+                        if (first..first + EVENTS_PER_POST).contains(at) {
+                            reached.notify_one();
+                        }
                     }
                     let seqs: Vec<u64> = (first..first + EVENTS_PER_POST).collect();
                     let body: String = seqs
@@ -153,17 +168,24 @@ async fn hundred_thousand_events_sigkill_at_a_random_moment() {
     let spool_dir = tempfile::tempdir().expect("tmp");
     let extra = spool_toml(spool_dir.path());
     let next = Arc::new(AtomicU64::new(0));
-    // A kill point anywhere in the first ~40 s (posting all 100,000 takes
-    // about a minute in a debug build here), or the one asked for.
-    let kill_ms = std::env::var("SPOOL_CRASH_KILL_MS")
+    // The kill comes once a random number of events (1,000 to 99,000) has
+    // been handed to the clients, so it lands while they post however fast
+    // the machine is (a kill by time, 0.5-40 s, landed after the last post
+    // in most runs once the run took 20 s), or after the time asked for.
+    let kill_ms: Option<u64> = std::env::var("SPOOL_CRASH_KILL_MS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| 500 + rand_jitter(0) * 158);
+        .and_then(|v| v.parse().ok());
+    let kill_at = 1_000 + (rand_jitter(0) * 392) % 98_000;
+    let reached = Arc::new(Notify::new());
     let mut gw = Gateway::start(&db.endpoint, &[], &extra);
     let url = gw.url("/v1/streams/sensor/events?ack=spooled");
-    let posting = post_until_killed(url, next.clone(), EVENTS);
+    let crossing = kill_ms.is_none().then(|| (kill_at, reached.clone()));
+    let posting = post_until_killed(url, next.clone(), EVENTS, crossing);
     let killer = async {
-        tokio::time::sleep(Duration::from_millis(kill_ms)).await;
+        match kill_ms {
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            None => reached.notified().await,
+        }
         gw.kill();
     };
     let (mut acked, ()) = tokio::join!(posting, killer);
@@ -175,13 +197,15 @@ async fn hundred_thousand_events_sigkill_at_a_random_moment() {
             gw.url("/v1/streams/sensor/events?ack=spooled"),
             next.clone(),
             EVENTS,
+            None,
         )
         .await,
     );
     let items = check_all_stored(&db, &gw, &acked).await;
     eprintln!(
-        "SPOOL_CRASH_RESULT kill_ms={kill_ms} posted_before_kill={at_kill} acked_before_kill={before} \
+        "SPOOL_CRASH_RESULT kill={} posted_before_kill={at_kill} acked_before_kill={before} \
          acked_total={} stored={items} lost=0",
+        kill_ms.map_or(format!("at_event_{kill_at}"), |ms| format!("at_{ms}_ms")),
         acked.len()
     );
 }
@@ -199,7 +223,7 @@ async fn every_spooled_2xx_survives_sigkill_at_several_moments() {
         let delay = Duration::from_millis(base_ms + rand_jitter(round));
         let budget_end = next.load(Ordering::Relaxed) + MAX_EVENTS_PER_ROUND;
         let url = gw.url("/v1/streams/sensor/events?ack=spooled");
-        let posting = post_until_killed(url, next.clone(), budget_end);
+        let posting = post_until_killed(url, next.clone(), budget_end, None);
         let killer = async {
             tokio::time::sleep(delay).await;
             gw.kill();
