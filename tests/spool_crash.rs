@@ -25,7 +25,7 @@ use support::{count, dynamodb, Dynalite, Gateway, Http};
 
 const CLIENTS: u64 = 16;
 const EVENTS_PER_POST: u64 = 10;
-/// Bounds each round whatever the kill delay.
+/// Events per round of the several-moments test (its kill comes within them).
 const MAX_EVENTS_PER_ROUND: u64 = 12_000;
 
 fn spool_toml(dir: &std::path::Path) -> String {
@@ -217,21 +217,35 @@ async fn every_spooled_2xx_survives_sigkill_at_several_moments() {
     let extra = spool_toml(spool_dir.path());
     let next = Arc::new(AtomicU64::new(0));
     let mut acked: Vec<u64> = Vec::new();
-    // Kill points: early, middle, late (~20k events in all), plus a random jitter.
-    for (round, base_ms) in [300u64, 2500, 4500].into_iter().enumerate() {
+    // Kill points by progress, so each lands while the clients post however
+    // fast the machine is: early, middle and late in each round's budget,
+    // plus a random jitter of up to 250 events.
+    for (round, share) in [0.1f64, 0.5, 0.85].into_iter().enumerate() {
         let mut gw = Gateway::start(&db.endpoint, &[], &extra);
-        let delay = Duration::from_millis(base_ms + rand_jitter(round));
-        let budget_end = next.load(Ordering::Relaxed) + MAX_EVENTS_PER_ROUND;
+        let round_start = next.load(Ordering::Relaxed);
+        let budget_end = round_start + MAX_EVENTS_PER_ROUND;
+        let kill_at =
+            round_start + (share * MAX_EVENTS_PER_ROUND as f64) as u64 + rand_jitter(round);
+        let reached = Arc::new(Notify::new());
         let url = gw.url("/v1/streams/sensor/events?ack=spooled");
-        let posting = post_until_killed(url, next.clone(), budget_end, None);
+        let posting = post_until_killed(
+            url,
+            next.clone(),
+            budget_end,
+            Some((kill_at, reached.clone())),
+        );
         let killer = async {
-            tokio::time::sleep(delay).await;
+            reached.notified().await;
             gw.kill();
         };
         let (got, ()) = tokio::join!(posting, killer);
         eprintln!(
-            "round {round}: killed after {delay:?}, {} events acknowledged",
+            "round {round}: killed once event {kill_at} was handed out, {} events acknowledged",
             got.len()
+        );
+        assert!(
+            (got.len() as u64) < MAX_EVENTS_PER_ROUND,
+            "the kill came while the clients posted, so some of the round's events got no 2xx"
         );
         acked.extend(got);
     }
@@ -356,8 +370,8 @@ async fn cart_upserts_end_on_the_newest_value_across_a_sigkill() {
 }
 
 fn rand_jitter(round: usize) -> u64 {
-    // Different kill points on every run without a sleep-based guess: the
-    // clock's nanoseconds pick a jitter of up to 250 ms.
+    // Different kill points on every run: the clock's nanoseconds pick a
+    // number below 250.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
