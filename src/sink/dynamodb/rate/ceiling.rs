@@ -96,7 +96,7 @@ pub async fn poll<D: DescribeCapacity>(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
-    let mut warm_seen: Option<f64> = None;
+    let mut warm_reported = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -115,12 +115,12 @@ pub async fn poll<D: DescribeCapacity>(
                 // (it can change every second while a load grows): its
                 // first value and the ceiling's changes are news, the rest
                 // is detail.
-                if ceiling_changed || warm_seen.is_some() != warm_wcu.is_some() {
+                if ceiling_changed || warm_reported != warm_wcu.is_some() {
                     tracing::info!(table = %table.name, ?capacity, ?warm_wcu, "table write capacity");
                 } else if warm_changed {
                     tracing::debug!(table = %table.name, ?warm_wcu, "table warm throughput");
                 }
-                warm_seen = warm_wcu;
+                warm_reported = warm_wcu.is_some();
             }
             Err(e) if !failing => {
                 // Once per failure streak: a missing dynamodb:DescribeTable
